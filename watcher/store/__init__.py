@@ -1,0 +1,88 @@
+"""Where articles and per-source state live: the ``Store`` protocol and ``open_store``.
+
+Backends: SQLite (``sqlite.py``, one writer); PostgreSQL later, behind the same protocol and
+the same contract tests. Every backend stores JSON and times as TEXT (``rows.py``) and runs the
+same append-only migrations (``migrations.py``).
+
+Does not: decide what is new to the user, group articles into stories, or hold settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+from watcher.errors import StoreError
+from watcher.models import Article, SourceState
+from watcher.store.sqlite import SqliteStore
+
+__all__ = ["SqliteStore", "Store", "open_store"]
+
+SUPPORTED = "sqlite:///relative/path.db, sqlite:////absolute/path.db or a plain path"
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Articles and per-source state, kept across runs; every error is a StoreError."""
+
+    def add_articles(self, articles: Iterable[Article]) -> int:
+        """Insert the articles not stored yet, in one transaction; return how many were new."""
+        ...
+
+    def known_ids(self, ids: Iterable[str]) -> set[str]:
+        """Return which of these article ids are stored."""
+        ...
+
+    def get_article(self, id: str) -> Article | None:
+        """Return the stored article with this id, or None."""
+        ...
+
+    def iter_articles(self, *, since: datetime | None = None) -> Iterator[Article]:
+        """Stream articles by published_at then id; ``since`` keeps dated ones at or after it."""
+        ...
+
+    def count_articles(self) -> int:
+        """Return how many articles are stored."""
+        ...
+
+    def upsert_article(self, article: Article) -> bool:
+        """Insert the article or replace the content stored under its id; True if it was new."""
+        ...
+
+    def get_source_state(self, name: str) -> SourceState | None:
+        """Return the stored state of the named source, or None."""
+        ...
+
+    def put_source_state(self, state: SourceState) -> None:
+        """Store a source's state, replacing what was stored under its name."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection; closing twice is harmless."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+def open_store(url_or_path: str | Path) -> Store:
+    """Open (creating and migrating) the store at a path or URL; see ``SUPPORTED``."""
+    if isinstance(url_or_path, Path) or "://" not in url_or_path:
+        return SqliteStore(url_or_path)
+    scheme, _, rest = url_or_path.partition("://")
+    if scheme.lower() != "sqlite":
+        # name only the scheme: the rest of a database URL may hold a password
+        raise StoreError(f"unsupported store scheme {scheme!r}; use {SUPPORTED}")
+    path = rest.removeprefix("/")
+    if not rest.startswith("/") or not path:
+        raise StoreError(f"store URL {url_or_path!r} names no file; use {SUPPORTED}")
+    return SqliteStore(path)

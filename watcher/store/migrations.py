@@ -1,0 +1,107 @@
+"""Named, append-only schema migrations, shared by every backend.
+
+Migration ``n`` (1-based) is ``MIGRATIONS[n - 1]``; a store records each one it applies in
+``schema_migrations(version, name, applied_at)``. Never edit or reorder a migration that has
+shipped: append a new one. Later issues (stories, alerts, the outbox) add their own tables in
+their own migrations; nothing here reserves room for them.
+
+The SQL stays portable (SQLite and PostgreSQL): TEXT, INTEGER and plain indexes only; JSON,
+times and booleans are stored as TEXT, TEXT and INTEGER 0/1. This module holds no I/O: each
+backend runs the statements in one transaction of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+from watcher.errors import StoreError
+
+
+class Migration(NamedTuple):
+    """One schema step: a name recorded beside its version, and the statements it runs."""
+
+    name: str
+    statements: tuple[str, ...]
+
+
+CREATE_SCHEMA_MIGRATIONS = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)"""
+
+_ARTICLES = """
+CREATE TABLE articles (
+    id TEXT PRIMARY KEY,
+    format TEXT NOT NULL,
+    title TEXT NOT NULL,
+    title_written TEXT,
+    link TEXT,
+    outlet TEXT NOT NULL,
+    author TEXT,
+    categories TEXT NOT NULL,          -- JSON list of strings
+    tags TEXT NOT NULL,                -- JSON list of strings
+    published_at TEXT,                 -- ISO-8601 with the original UTC offset
+    published_key TEXT NOT NULL,       -- published_at in UTC, fixed width; '' when undated
+    published_confidence TEXT NOT NULL,
+    head_image TEXT,
+    body_html TEXT NOT NULL,
+    text TEXT NOT NULL,
+    source TEXT,
+    origin TEXT,
+    layout TEXT NOT NULL,              -- JSON of Layout
+    story_id TEXT,                     -- set by the dedupe issue
+    inserted_at TEXT NOT NULL          -- UTC, ISO-8601
+)"""
+# published_key exists because ISO text with mixed offsets does not sort by instant:
+# '10:00+05:00' is earlier than '06:00+00:00'. Order and `since` filters use it.
+
+_SOURCE_STATE = """
+CREATE TABLE source_state (
+    name TEXT PRIMARY KEY,
+    url TEXT,
+    etag TEXT,
+    last_modified TEXT,
+    last_checked_at TEXT,
+    next_check_at TEXT,
+    last_error TEXT,
+    consecutive_failures INTEGER NOT NULL,
+    paused INTEGER NOT NULL            -- 0 or 1
+)"""
+
+MIGRATIONS: Sequence[Migration] = (
+    Migration(
+        "create articles and source_state",
+        (
+            _ARTICLES,
+            "CREATE INDEX articles_link ON articles (link)",
+            "CREATE INDEX articles_published ON articles (published_key, id)",
+            "CREATE INDEX articles_outlet ON articles (outlet)",
+            "CREATE INDEX articles_source ON articles (source)",
+            _SOURCE_STATE,
+        ),
+    ),
+)
+
+
+def pending_migrations(
+    applied: Mapping[int, str], migrations: Sequence[Migration], *, where: str
+) -> list[tuple[int, Migration]]:
+    """Return the (version, migration) pairs still to run; raise StoreError if the db disagrees."""
+    known = len(migrations)
+    newest = max(applied, default=0)
+    if newest > known:
+        raise StoreError(
+            f"{where}: schema version {newest} is newer than this watcher knows ({known}); "
+            "upgrade watcher"
+        )
+    for version, name in sorted(applied.items()):
+        expected = migrations[version - 1].name if version >= 1 else None
+        if name != expected:
+            raise StoreError(
+                f"{where}: schema migration {version} is recorded as {name!r}, "
+                f"expected {expected!r}"
+            )
+    return [(v, m) for v, m in enumerate(migrations, start=1) if v not in applied]
