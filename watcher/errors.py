@@ -8,6 +8,7 @@ Every message names the thing at fault (a config key, a source, a file and line,
     |   +-- FetchError(status, retry_after)
     |   +-- ParseError
     +-- ArchiveError(path, line)    unreadable/unwritable dump file; backfill reports it and goes on
+    |   +-- NotADumpError           a file of no dump variant at all (a README); backfill skips it
     +-- StoreError                  wraps the driver's errors, cause chained
     +-- DeliveryError(channel)      alert not sent; the outbox keeps it and retries
 
@@ -72,6 +73,10 @@ class ArchiveError(WatcherError):
         if line is not None:
             where = f"{where}:{line}"
         super().__init__(f"{where}: {message}")
+
+
+class NotADumpError(ArchiveError):
+    """The file is of no dump variant at all (a README beside the posts, say)."""
 
 
 class StoreError(WatcherError):

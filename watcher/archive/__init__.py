@@ -18,13 +18,16 @@ from pathlib import Path
 
 from watcher.archive import hexo, linkpost
 from watcher.archive.common import content_id
-from watcher.errors import ArchiveError
+from watcher.errors import ArchiveError, NotADumpError
 from watcher.models import ArchiveFormat, Article, DateStyle, Layout
 
 __all__ = [
     "content_id",
+    "convert",
+    "decode",
     "detect",
     "parse",
+    "parse_bytes",
     "read_file",
     "relative_path",
     "render",
@@ -69,7 +72,7 @@ def detect(text: str, path: str | None = None) -> ArchiveFormat:
     if text.startswith("[") and len(lines) > 2 and lines[1] == "------":
         return "early"
     first = lines[0][:60]
-    raise ArchiveError(path, f"not a news-dump file: line 1 is {first!r}", line=1)
+    raise NotADumpError(path, f"not a news-dump file: line 1 is {first!r}", line=1)
 
 
 def parse(text: str, path: str | None = None) -> Article:
@@ -93,7 +96,9 @@ def convert(article: Article, fmt: ArchiveFormat) -> Article:
     if fmt == article.format:
         return article
     layout = Layout(date_style=_DATE_STYLES[fmt])
-    return article.model_copy(update={"format": fmt, "layout": layout, "title_written": None})
+    # The origin path belongs to the old format's archive: the new file goes where fmt's goes.
+    update = {"format": fmt, "layout": layout, "title_written": None, "origin": None}
+    return article.model_copy(update=update)
 
 
 def relative_path(article: Article) -> str:
@@ -112,14 +117,18 @@ def read_file(path: Path, *, origin: str | None = None) -> Article:
     return parse_bytes(data, str(path), origin=origin)
 
 
-def parse_bytes(data: bytes, path: str, *, origin: str | None = None) -> Article:
-    """Decode (strict UTF-8) and parse a dump file's bytes."""
+def decode(data: bytes, path: str) -> str:
+    """A dump file's text: strict UTF-8, or an ArchiveError naming the line of the bad byte."""
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise ArchiveError(path, f"not UTF-8 at byte {e.start}", line=line) from e
-    article = parse(text, path)
+
+
+def parse_bytes(data: bytes, path: str, *, origin: str | None = None) -> Article:
+    """Decode (strict UTF-8) and parse a dump file's bytes."""
+    article = parse(decode(data, path), path)
     if origin is not None:
         article.origin = origin
     return article
