@@ -1,4 +1,4 @@
-"""Backfill: dump folders into a real SQLite store, idempotent, resumable, never stopped by one file."""
+"""Backfill: dump folders into a real SQLite store, idempotent, resumable, never stopped."""
 
 from __future__ import annotations
 

@@ -113,7 +113,8 @@ def _import_chunk(store: Store, chunk: list[DumpFile], report: BackfillReport) -
     articles = [
         article
         for article_id, (dump, text) in texts.items()
-        if article_id not in known and (article := _parse(dump, text, report)) is not None
+        if article_id not in known
+        and (article := _parse(dump, text, article_id, report)) is not None
     ]
     added = store.add_articles(articles)
     report.imported += added
@@ -130,9 +131,9 @@ def _read_text(dump: DumpFile, report: BackfillReport) -> str | None:
     return None
 
 
-def _parse(dump: DumpFile, text: str, report: BackfillReport) -> Article | None:
+def _parse(dump: DumpFile, text: str, article_id: str, report: BackfillReport) -> Article | None:
     try:
-        article = archive.parse(text, str(dump.path))
+        article = archive.parse(text, str(dump.path), article_id=article_id)
     except NotADumpError as e:
         report.skipped.append((str(dump.path), str(e)))
         return None

@@ -75,10 +75,13 @@ def detect(text: str, path: str | None = None) -> ArchiveFormat:
     raise NotADumpError(path, f"not a news-dump file: line 1 is {first!r}", line=1)
 
 
-def parse(text: str, path: str | None = None) -> Article:
-    """Read one dump file's text into an Article; ArchiveError names the path and line."""
+def parse(text: str, path: str | None = None, *, article_id: str | None = None) -> Article:
+    """Read one dump file's text into an Article; ArchiveError names the path and line.
+
+    ``article_id`` is ``content_id(text)`` when the caller has computed it already.
+    """
     fmt = detect(text, path)
-    article = _PARSERS[fmt](text, path, content_id(text))
+    article = _PARSERS[fmt](text, path, article_id or content_id(text))
     written = _RENDERERS[fmt](article)
     if written != text:
         line = _first_difference(written, text)

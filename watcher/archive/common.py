@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 from watcher.archive.dates import read_date, write_date
 from watcher.errors import ArchiveError
-from watcher.models import Article, ArchiveFormat, Layout
+from watcher.models import ArchiveFormat, Article, Layout
 from watcher.plaintext import html_to_text
 
 

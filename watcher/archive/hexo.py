@@ -27,7 +27,7 @@ import re
 from watcher.archive.common import Draft, Lines
 from watcher.archive.dates import write_date
 from watcher.errors import ArchiveError
-from watcher.models import Article, Layout
+from watcher.models import Article
 
 OPENING = "\n---\n"
 _BODY_OPEN = "\n<div>   \n"
@@ -151,4 +151,3 @@ def relative_path(article: Article) -> str:
     root = "post" if article.layout.category_indent == 4 else "source/_posts"
     folders = [c.replace("/", "_") for c in article.categories]
     return "/".join([root, *folders, f"{name}.md"])
-

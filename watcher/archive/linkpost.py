@@ -131,11 +131,11 @@ def _read_link_line(lines: Lines, draft: Draft) -> None:
 
 def _unquote(value: str, lines: Lines) -> str:
     if len(value) < 2 or value[0] != '"' or value[-1] != '"':
-        lines.fail(f'expected a double-quoted title, found {value[:60]!r}')
+        lines.fail(f"expected a double-quoted title, found {value[:60]!r}")
     inner = value[1:-1]
     title = re.sub(r'\\([\\"])', r"\1", inner)
     if _quote(title) != value:
-        lines.fail("the title uses an escape other than \\\" or \\\\")
+        lines.fail('the title uses an escape other than \\" or \\\\')
     return title
 
 

@@ -78,8 +78,8 @@ MIGRATIONS: Sequence[Migration] = (
             _ARTICLES,
             "CREATE INDEX articles_link ON articles (link)",
             "CREATE INDEX articles_published ON articles (published_key, id)",
-            "CREATE INDEX articles_outlet ON articles (outlet)",
-            "CREATE INDEX articles_source ON articles (source)",
+            # No index on outlet or source yet: each costs ~20% of backfill's insert time;
+            # the issue whose queries need one adds it in a migration of its own.
             _SOURCE_STATE,
         ),
     ),

@@ -1,0 +1,180 @@
+"""The ``watcher`` command: the only place that turns errors into exit codes.
+
+    0 ok    1 partial failure (some files or sources failed, the rest went on)    2 usage or config
+
+Builds ``Settings`` once and passes slices down; nothing below reads a global config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from watcher import __version__, archive
+from watcher.backfill import BackfillReport, backfill, find_dump_files
+from watcher.errors import ArchiveError, ConfigError, WatcherError
+from watcher.log import log_event, setup_logging
+from watcher.models import ArchiveFormat
+from watcher.settings import Settings, load_settings
+from watcher.store import Store, open_store
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("watcher.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="watcher", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"watcher {__version__}")
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML config file (default: $WATCHER_CONFIG)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cmd = commands.add_parser("backfill", help="import news-dump folders into the store")
+    cmd.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="folders (or files)")
+    cmd.add_argument("--no-progress", action="store_true", help="no progress line on a TTY")
+    cmd.set_defaults(run=run_backfill)
+
+    cmd = commands.add_parser("export", help="write stored articles as a dump archive")
+    cmd.add_argument("--out", required=True, type=Path, metavar="DIR", help="archive folder")
+    cmd.add_argument(
+        "--format",
+        choices=["hexo", "link", "jekyll", "early"],
+        help="write every article in this format (default: the format it came in)",
+    )
+    cmd.set_defaults(run=run_export)
+
+    cmd = commands.add_parser("check-config", help="load the config and report what it holds")
+    cmd.set_defaults(run=run_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``watcher`` command; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors and 0 on --help
+        return int(e.code or 0)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as e:
+        print(f"watcher: config error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(settings.watcher.log_level, settings.watcher.log_format)
+    run: Callable[[argparse.Namespace, Settings], int] = args.run
+    try:
+        return run(args, settings)
+    except ConfigError as e:
+        print(f"watcher: config error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except WatcherError as e:
+        print(f"watcher: {e}", file=sys.stderr)
+        return EXIT_PARTIAL
+
+
+def _open(settings: Settings) -> Store:
+    return open_store(settings.store_url)
+
+
+def run_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    """``watcher backfill DIR...``: import dump folders; exit 1 if any file failed."""
+    missing = [str(d) for d in args.dirs if not d.exists()]
+    if missing:
+        print(f"watcher: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    files = find_dump_files(args.dirs)
+    show = _progress_printer(sys.stderr, enabled=not args.no_progress)
+    log_event(log, logging.INFO, "backfill started", files=len(files))
+    with _open(settings) as store:
+        report = backfill(store, files, progress=show)
+    _print_summary(report, sys.stdout)
+    log_event(
+        log,
+        logging.INFO,
+        "backfill finished",
+        imported=report.imported,
+        known=report.known,
+        failed=len(report.failures),
+        skipped=len(report.skipped),
+    )
+    return EXIT_PARTIAL if report.failures else EXIT_OK
+
+
+def _progress_printer(stream: TextIO, *, enabled: bool) -> Callable[[BackfillReport], None]:
+    """A progress line redrawn in place on a TTY; a log event every 5 s otherwise."""
+    last = [0.0]
+
+    def show(report: BackfillReport) -> None:
+        line = (
+            f"{report.done}/{report.total} files  imported {report.imported}  "
+            f"known {report.known}  failed {len(report.failures)}  {report.rate:,.0f} files/s"
+        )
+        if stream.isatty():
+            if enabled:
+                end = "\n" if report.done >= report.total else ""
+                print(f"\r{line}", end=end, file=stream, flush=True)
+        elif time.monotonic() - last[0] >= 5 or report.done >= report.total:
+            last[0] = time.monotonic()
+            log_event(log, logging.INFO, "backfill progress", done=report.done, total=report.total,
+                      imported=report.imported, rate=round(report.rate))  # fmt: skip
+
+    return show
+
+
+def _print_summary(report: BackfillReport, stream: TextIO) -> None:
+    print(
+        f"imported {report.imported}, already known {report.known}, "
+        f"failed {len(report.failures)}, skipped {len(report.skipped)} (not news dumps) "
+        f"in {time.monotonic() - report.started_at:.1f}s",
+        file=stream,
+    )
+    for _, reason in report.failures:
+        print(f"failed: {reason}", file=stream)
+    for _, reason in report.skipped:
+        print(f"skipped: {reason}", file=stream)
+
+
+def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    """``watcher export --out DIR``: write stored articles at their archive paths."""
+    fmt: ArchiveFormat | None = args.format
+    written: set[Path] = set()
+    failed = 0
+    with _open(settings) as store:
+        for article in store.iter_articles():
+            laid_out = archive.convert(article, fmt) if fmt else article
+            try:
+                path = archive.write_article(args.out, laid_out)
+            except ArchiveError as e:
+                failed += 1
+                print(f"failed: {article.id}: {e}", file=sys.stderr)
+                continue
+            if path in written:
+                log_event(log, logging.WARNING, "export path reused", path=str(path),
+                          article=article.id)  # fmt: skip
+            written.add(path)
+    print(f"wrote {len(written)} files to {args.out}, failed {failed}")
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def run_check_config(args: argparse.Namespace, settings: Settings) -> int:
+    """``watcher check-config``: the config loaded; say what it holds and where data goes."""
+    del args  # no options of its own
+    print(f"config: {settings.config_file or '(defaults and WATCHER_* environment only)'}")
+    print(f"store: {settings.store_url}")
+    print(f"archive: {settings.archive_path}")
+    enabled = sum(1 for s in settings.sources if s.enabled)
+    print(f"sources: {len(settings.sources)} ({enabled} enabled)")
+    print(f"rules: {len(settings.rules)}, channels: {len(settings.channels)}")
+    print("ok")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
