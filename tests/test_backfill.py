@@ -126,3 +126,18 @@ def test_whole_corpus(store: Store) -> None:
         report.imported + report.known,
         skipped,
     )
+
+
+def test_worker_processes_give_the_same_result(tmp_path: Path, dumps: Path) -> None:
+    """Parsing in worker processes imports, fails and skips exactly what one process does."""
+    (dumps / "README.md").write_text("# My archive\n", encoding="utf-8")
+    (dumps / "broken.md").write_text("<!--1-->\nno link line\n", encoding="utf-8")
+    results = []
+    for workers in (1, 2):
+        with open_store(tmp_path / f"w{workers}.db") as store:
+            report = backfill(store, find_dump_files([dumps]), chunk_size=3, workers=workers)
+            ids = sorted(a.id for a in store.iter_articles())
+        results.append((report.imported, report.known, report.failures, report.skipped, ids))
+    assert results[0] == results[1]
+    assert N_DUMPS == results[1][0]
+    assert [str(dumps / "broken.md")] == [p for p, _ in results[1][2]]

@@ -4,8 +4,8 @@
     for chunk of files:
         texts = read(chunk); ids = content hashes
         skip ids the store already has            idempotent, and resumable after a kill
-        articles = archive.parse(new texts)       a bad file is reported, never fatal
-        store.add_articles(articles)              one transaction per chunk
+        articles = archive.parse(new texts)       in worker processes; a bad file is reported
+        store.add_articles(articles)              here, one writer, one transaction per chunk
         progress(counts)
 
 Does not send alerts, assign stories (a later issue) or write the archive.
@@ -13,11 +13,16 @@ Does not send alerts, assign stories (a later issue) or write the archive.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from watcher import archive
 from watcher.errors import ArchiveError, NotADumpError
@@ -26,6 +31,7 @@ from watcher.store import Store
 
 SUFFIX = ".md"
 CHUNK = 500
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -87,17 +93,102 @@ def backfill(
     *,
     progress: ProgressCallback | None = None,
     chunk_size: int = CHUNK,
+    workers: int | None = None,
 ) -> BackfillReport:
-    """Import ``files`` into ``store``; a file that fails is reported and the rest go on."""
+    """Import ``files`` into ``store``; a file that fails is reported and the rest go on.
+
+    ``workers`` processes parse while this one reads, checks ids and writes (the store keeps
+    one writer). None: one per core for a run of several chunks; 1: parse in this process.
+    """
     report = BackfillReport(total=len(files))
-    for start in range(0, len(files), chunk_size):
-        _import_chunk(store, files[start : start + chunk_size], report)
-        if progress is not None:
-            progress(report)
+    chunks = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
+    count = _worker_count(workers, len(chunks))
+    with _parser_pool(count) as pool:
+        parsing: deque[Future[ParsedChunk]] = deque()
+        for chunk in chunks:
+            texts = _read_chunk(chunk, report)
+            known = store.known_ids(texts)
+            report.known += len(known)
+            new = [(i, str(d.path), d.origin, t) for i, (d, t) in texts.items() if i not in known]
+            parsing.append(pool.submit(parse_chunk, new))
+            # Keep every worker busy and one chunk queued; store the oldest meanwhile.
+            while len(parsing) > count:
+                _store_chunk(store, parsing.popleft().result(), report, progress)
+        while parsing:
+            _store_chunk(store, parsing.popleft().result(), report, progress)
     return report
 
 
-def _import_chunk(store: Store, chunk: list[DumpFile], report: BackfillReport) -> None:
+def _worker_count(workers: int | None, chunks: int) -> int:
+    if workers is not None:
+        return max(workers, 1)
+    return min(os.cpu_count() or 1, 8) if chunks > 2 else 1
+
+
+@contextmanager
+def _parser_pool(workers: int) -> Iterator[Executor]:
+    """Processes to parse in (forked: cheap to start, and they share no state with us)."""
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        with _InlineExecutor() as inline:
+            yield inline
+        return
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield pool
+
+
+class _InlineExecutor(Executor):
+    """Runs each job at once in this process: the one-core path, with the same code."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """Run ``fn`` now; return its result (or exception) as a finished future."""
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as e:
+            future.set_exception(e)
+        return future
+
+
+@dataclass
+class ParsedChunk:
+    """What a worker sends back: the articles, and the files it failed or skipped."""
+
+    articles: list[Article] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def parse_chunk(jobs: list[tuple[str, str, str, str]]) -> ParsedChunk:
+    """Parse (id, path, origin, text) jobs; runs in a worker process, so it touches no store."""
+    parsed = ParsedChunk()
+    for article_id, path, origin, text in jobs:
+        try:
+            article = archive.parse(text, path, article_id=article_id)
+        except NotADumpError as e:
+            parsed.skipped.append((path, str(e)))
+            continue
+        except ArchiveError as e:
+            parsed.failures.append((path, str(e)))
+            continue
+        article.origin = origin
+        parsed.articles.append(article)
+    return parsed
+
+
+def _store_chunk(
+    store: Store, parsed: ParsedChunk, report: BackfillReport, progress: ProgressCallback | None
+) -> None:
+    added = store.add_articles(parsed.articles)
+    report.imported += added
+    report.known += len(parsed.articles) - added  # also in a chunk still parsing when we looked
+    report.failures += parsed.failures
+    report.skipped += parsed.skipped
+    if progress is not None:
+        progress(report)
+
+
+def _read_chunk(chunk: list[DumpFile], report: BackfillReport) -> dict[str, tuple[DumpFile, str]]:
     texts: dict[str, tuple[DumpFile, str]] = {}
     for dump in chunk:
         text = _read_text(dump, report)
@@ -105,20 +196,10 @@ def _import_chunk(store: Store, chunk: list[DumpFile], report: BackfillReport) -
             continue
         article_id = archive.content_id(text)
         if article_id in texts:
-            report.known += 1  # the same file twice in one run
+            report.known += 1  # the same file twice in one chunk
         else:
             texts[article_id] = (dump, text)
-    known = store.known_ids(texts)
-    report.known += len(known)
-    articles = [
-        article
-        for article_id, (dump, text) in texts.items()
-        if article_id not in known
-        and (article := _parse(dump, text, article_id, report)) is not None
-    ]
-    added = store.add_articles(articles)
-    report.imported += added
-    report.known += len(articles) - added
+    return texts
 
 
 def _read_text(dump: DumpFile, report: BackfillReport) -> str | None:
@@ -129,16 +210,3 @@ def _read_text(dump: DumpFile, report: BackfillReport) -> str | None:
     except ArchiveError as e:
         report.failures.append((str(dump.path), str(e)))
     return None
-
-
-def _parse(dump: DumpFile, text: str, article_id: str, report: BackfillReport) -> Article | None:
-    try:
-        article = archive.parse(text, str(dump.path), article_id=article_id)
-    except NotADumpError as e:
-        report.skipped.append((str(dump.path), str(e)))
-        return None
-    except ArchiveError as e:
-        report.failures.append((str(dump.path), str(e)))
-        return None
-    article.origin = dump.origin
-    return article

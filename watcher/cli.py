@@ -29,7 +29,9 @@ log = logging.getLogger("watcher.cli")
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="watcher", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="watcher", description="Follow news feeds and keep them as a news-dump archive."
+    )
     parser.add_argument("--version", action="version", version=f"watcher {__version__}")
     parser.add_argument(
         "--config", metavar="FILE", help="TOML config file (default: $WATCHER_CONFIG)"
@@ -145,7 +147,7 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
     """``watcher export --out DIR``: write stored articles at their archive paths."""
     fmt: ArchiveFormat | None = args.format
     written: set[Path] = set()
-    failed = 0
+    failed = reused = 0
     with _open(settings) as store:
         for article in store.iter_articles():
             laid_out = archive.convert(article, fmt) if fmt else article
@@ -156,10 +158,13 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"failed: {article.id}: {e}", file=sys.stderr)
                 continue
             if path in written:
+                reused += 1
                 log_event(log, logging.WARNING, "export path reused", path=str(path),
                           article=article.id)  # fmt: skip
             written.add(path)
     print(f"wrote {len(written)} files to {args.out}, failed {failed}")
+    if reused:
+        print(f"{reused} articles shared a path with an earlier one; the last written is kept")
     return EXIT_PARTIAL if failed else EXIT_OK
 
 

@@ -75,7 +75,7 @@ def parse_jekyll(text: str, path: str | None, article_id: str) -> Article:
     header_title = _unquote(lines.expect_key("title"), lines)
     draft.read_date(lines.expect_key("date"), lines.line_no)
     draft.fields["author"] = lines.expect_key("author")
-    draft.fields["link"] = lines.expect_key("from")
+    draft.fields["link"] = lines.expect_key("from") or None
     draft.fields["tags"] = _read_list(lines.expect_key("tags"), lines)
     key, value = lines.key_value()
     if key == "comments":
@@ -126,7 +126,7 @@ def _read_link_line(lines: Lines, draft: Draft) -> None:
     # The title may hold "](", the URL never does: split at the last one.
     title, _, link = line[1:-1].rpartition("](")
     draft.fields["title"] = title
-    draft.fields["link"] = link
+    draft.fields["link"] = link or None
 
 
 def _unquote(value: str, lines: Lines) -> str:
@@ -178,7 +178,8 @@ def _epoch_of(article: Article) -> int:
     if article.layout.epoch_ms is not None:
         return article.layout.epoch_ms
     if article.published_at is None:
-        raise ArchiveError(article.origin, "a link post needs a published time or an epoch")
+        where = article.origin or f"article {article.id} ({article.title[:40]!r})"
+        raise ArchiveError(where, "a link post needs a published time or an epoch")
     return epoch_ms(article.published_at)
 
 
