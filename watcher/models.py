@@ -104,3 +104,66 @@ class SourceState(BaseModel):
     last_error: str | None = None
     consecutive_failures: int = 0
     paused: bool = False
+
+
+class FetchResult(BaseModel):
+    """What one fetch of a source brought back; status is data here, ``fetch`` decides nothing.
+
+    A 304 is a normal result (``not_modified``, no body). Hints that push the next check later
+    (``Retry-After``, ``Cache-Control: max-age``, ``Expires``) are carried in ``retry_after_s``
+    and ``max_age_s``; the scheduler decides what to do with them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    url: str = Field(description="the URL asked for (after the via prefix / RSSHub instance)")
+    final_url: str = Field(description="the URL the body came from, after redirects")
+    status: int
+    headers: dict[str, str] = Field(default_factory=dict, description="lower-case names")
+    body: bytes | None = None
+    not_modified: bool = False
+    etag: str | None = None
+    last_modified: str | None = None
+    permanent_redirect: str | None = Field(
+        default=None, description="the new URL when a 301/308 moved the feed for good"
+    )
+    retry_after_s: float | None = None
+    max_age_s: float | None = None
+    instance: str | None = Field(default=None, description="the RSSHub instance that answered")
+    fetched_at: datetime
+    elapsed_s: float = 0.0
+
+
+class ParsedEntry(BaseModel):
+    """One feed item as the feed gave it, before normalizing (HTML not yet cleaned)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    guid: str | None = None
+    link: str | None = None
+    title: str = ""
+    author: str | None = None
+    categories: list[str] = Field(default_factory=list)
+    published_at: datetime | None = None
+    updated_at: datetime | None = None
+    content_html: str | None = Field(default=None, description="content:encoded or content")
+    summary_html: str | None = None
+    image: str | None = Field(default=None, description="enclosure or media:thumbnail image")
+
+
+class ParsedFeed(BaseModel):
+    """A parsed feed: its entries and the polling hints it carries (ttl, skipHours, skipDays)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = ""
+    link: str | None = None
+    base_url: str = Field(description="the URL relative links resolve against")
+    entries: list[ParsedEntry] = Field(default_factory=list)
+    ttl_minutes: int | None = None
+    skip_hours: list[int] = Field(default_factory=list, description="UTC hours 0-23")
+    skip_days: list[str] = Field(default_factory=list, description="Monday ... Sunday")
+    warning: str | None = Field(
+        default=None, description="feedparser's bozo message when it read the feed anyway"
+    )
