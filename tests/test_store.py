@@ -405,3 +405,18 @@ def test_an_unreadable_row_is_a_store_error_naming_the_article(db: Path) -> None
     execute(db, "UPDATE articles SET layout = '{\"gone\": 1}'")
     with SqliteStore(db) as opened, pytest.raises(StoreError, match="'minimal-1' cannot be read"):
         opened.get_article("minimal-1")
+
+
+def test_migrates_from_each_old_version(tmp_path: Path) -> None:
+    """A database left at each older schema version opens, migrates and keeps its rows."""
+    for version in range(1, len(MIGRATIONS)):
+        path = tmp_path / f"v{version}.db"
+        SqliteStore(path, migrations=MIGRATIONS[:version]).close()
+        with closing(sqlite3.connect(path)) as conn, conn:  # a row as that version wrote it
+            conn.execute(
+                "INSERT INTO source_state (name, etag, consecutive_failures, paused) "
+                "VALUES ('s', 'e1', 2, 0)"
+            )
+        with SqliteStore(path) as new:
+            state = new.get_source_state("s")
+        assert SourceState(name="s", etag="e1", consecutive_failures=2) == state

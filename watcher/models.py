@@ -91,12 +91,16 @@ class Article(BaseModel):
 
 
 class SourceState(BaseModel):
-    """Per-source polling state kept in the store (filled in by the daemon issue)."""
+    """Per-source polling state kept in the store: the first-class error record of a source.
+
+    ``last_error``, ``consecutive_failures`` and ``next_check_at`` are reset on success and
+    on 304; ``paused`` is set after too many failures in a row and cleared by hand.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    url: str | None = None
+    url: str | None = Field(default=None, description="the feed URL after permanent redirects")
     etag: str | None = None
     last_modified: str | None = None
     last_checked_at: datetime | None = None
@@ -104,6 +108,9 @@ class SourceState(BaseModel):
     last_error: str | None = None
     consecutive_failures: int = 0
     paused: bool = False
+    last_success_at: datetime | None = None
+    last_status: int | None = Field(default=None, description="HTTP status of the last fetch")
+    body_hash: str | None = Field(default=None, description="hash of the last body parsed")
 
 
 class FetchResult(BaseModel):

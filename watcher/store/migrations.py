@@ -83,6 +83,17 @@ MIGRATIONS: Sequence[Migration] = (
             _SOURCE_STATE,
         ),
     ),
+    Migration(
+        "source_state: last success, last status, body hash; articles by source",
+        (
+            "ALTER TABLE source_state ADD COLUMN last_success_at TEXT",
+            "ALTER TABLE source_state ADD COLUMN last_status INTEGER",
+            "ALTER TABLE source_state ADD COLUMN body_hash TEXT",
+            # `watcher sources` counts items per source, and the pipeline reads a source's
+            # stored articles to tell new items from changed ones.
+            "CREATE INDEX articles_source ON articles (source)",
+        ),
+    ),
 )
 
 

@@ -44,6 +44,9 @@ SOURCE_STATE_COLUMNS: Final = (
     "last_error",
     "consecutive_failures",
     "paused",
+    "last_success_at",
+    "last_status",
+    "body_hash",
 )
 """The columns of ``source_state``, in model order (a test keeps them in step)."""
 
@@ -91,6 +94,7 @@ def source_state_row(state: SourceState) -> Row:
     row: Row = state.model_dump()
     row["last_checked_at"] = _time_text(state.last_checked_at)
     row["next_check_at"] = _time_text(state.next_check_at)
+    row["last_success_at"] = _time_text(state.last_success_at)
     row["paused"] = int(state.paused)
     return row
 
@@ -100,5 +104,6 @@ def source_state_from_row(row: Mapping[str, Any]) -> SourceState:
     fields = {name: row[name] for name in SOURCE_STATE_COLUMNS}
     fields["last_checked_at"] = _time_value(row["last_checked_at"])
     fields["next_check_at"] = _time_value(row["next_check_at"])
+    fields["last_success_at"] = _time_value(row["last_success_at"])
     fields["paused"] = bool(row["paused"])
     return SourceState.model_validate(fields)
