@@ -26,11 +26,11 @@ from typing import Any, TypeVar
 
 from watcher import archive
 from watcher.errors import ArchiveError, NotADumpError
-from watcher.models import Article
 from watcher.store import Store
+from watcher.store.rows import Row, article_row
 
 SUFFIX = ".md"
-CHUNK = 500
+CHUNK = 250
 T = TypeVar("T")
 
 
@@ -152,9 +152,12 @@ class _InlineExecutor(Executor):
 
 @dataclass
 class ParsedChunk:
-    """What a worker sends back: the articles, and the files it failed or skipped."""
+    """What a worker sends back: store rows of the articles, and the files it failed or skipped.
 
-    articles: list[Article] = field(default_factory=list)
+    Rows, not Articles: serializing in the worker takes that work off the writer's core.
+    """
+
+    rows: list[Row] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
@@ -172,16 +175,16 @@ def parse_chunk(jobs: list[tuple[str, str, str, str]]) -> ParsedChunk:
             parsed.failures.append((path, str(e)))
             continue
         article.origin = origin
-        parsed.articles.append(article)
+        parsed.rows.append(article_row(article))
     return parsed
 
 
 def _store_chunk(
     store: Store, parsed: ParsedChunk, report: BackfillReport, progress: ProgressCallback | None
 ) -> None:
-    added = store.add_articles(parsed.articles)
+    added = store.add_article_rows(parsed.rows)
     report.imported += added
-    report.known += len(parsed.articles) - added  # also in a chunk still parsing when we looked
+    report.known += len(parsed.rows) - added  # also in a chunk still parsing when we looked
     report.failures += parsed.failures
     report.skipped += parsed.skipped
     if progress is not None:

@@ -17,6 +17,7 @@ from typing import Protocol, Self, runtime_checkable
 
 from watcher.errors import StoreError
 from watcher.models import Article, SourceState
+from watcher.store.rows import Row
 from watcher.store.sqlite import SqliteStore
 
 __all__ = ["SqliteStore", "Store", "open_store"]
@@ -30,6 +31,10 @@ class Store(Protocol):
 
     def add_articles(self, articles: Iterable[Article]) -> int:
         """Insert the articles not stored yet, in one transaction; return how many were new."""
+        ...
+
+    def add_article_rows(self, rows: Iterable[Row]) -> int:
+        """``add_articles`` for rows already made by ``rows.article_row`` (in another process)."""
         ...
 
     def known_ids(self, ids: Iterable[str]) -> set[str]:

@@ -33,6 +33,7 @@ from watcher.store.migrations import (
 from watcher.store.rows import (
     ARTICLE_COLUMNS,
     SOURCE_STATE_COLUMNS,
+    Row,
     article_from_row,
     article_row,
     source_state_from_row,
@@ -168,10 +169,14 @@ class SqliteStore:
 
     def add_articles(self, articles: Iterable[Article]) -> int:
         """Insert the articles not stored yet, in one transaction; return how many were new."""
+        return self.add_article_rows(article_row(a) for a in articles)
+
+    def add_article_rows(self, rows: Iterable[Row]) -> int:
+        """``add_articles`` for rows already made by ``rows.article_row`` (in another process)."""
         inserted_at = _now_text()
-        rows = ({**article_row(a), "inserted_at": inserted_at} for a in articles)
+        stamped = ({**row, "inserted_at": inserted_at} for row in rows)
         with self._transaction("add articles") as conn:
-            return max(conn.executemany(_ADD_ARTICLE, rows).rowcount, 0)
+            return max(conn.executemany(_ADD_ARTICLE, stamped).rowcount, 0)
 
     def known_ids(self, ids: Iterable[str]) -> set[str]:
         """Return which of these article ids are stored."""
