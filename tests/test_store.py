@@ -420,3 +420,16 @@ def test_migrates_from_each_old_version(tmp_path: Path) -> None:
         with SqliteStore(path) as new:
             state = new.get_source_state("s")
         assert SourceState(name="s", etag="e1", consecutive_failures=2) == state
+
+
+def test_count_articles_by_source(store: Store) -> None:
+    """Articles are counted per source; backfilled ones (no source) are left out."""
+    store.add_articles(
+        [
+            make_article("a", source="zaobao"),
+            make_article("b", source="zaobao"),
+            make_article("c", source="rfi"),
+            make_article("d"),
+        ]
+    )
+    assert {"zaobao": 2, "rfi": 1} == store.count_articles_by_source()

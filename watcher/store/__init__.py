@@ -53,6 +53,10 @@ class Store(Protocol):
         """Return how many articles are stored."""
         ...
 
+    def count_articles_by_source(self) -> dict[str, int]:
+        """Return how many stored articles came from each configured source."""
+        ...
+
     def upsert_article(self, article: Article) -> bool:
         """Insert the article or replace the content stored under its id; True if it was new."""
         ...

@@ -217,6 +217,12 @@ class SqliteStore:
             (count,) = conn.execute("SELECT COUNT(*) FROM articles").fetchone()
         return int(count)
 
+    def count_articles_by_source(self) -> dict[str, int]:
+        """Return how many stored articles came from each configured source."""
+        query = "SELECT source, COUNT(*) FROM articles WHERE source IS NOT NULL GROUP BY source"
+        with self._read("count articles by source") as conn:
+            return {str(name): int(count) for name, count in conn.execute(query)}
+
     def upsert_article(self, article: Article) -> bool:
         """Insert the article or replace the content stored under its id; True if it was new."""
         row = {**article_row(article), "inserted_at": _now_text()}
