@@ -21,7 +21,7 @@ from .conftest import DATA, ROOT
 DUMPS = DATA / "dumps"
 N_DUMPS = len(list(DUMPS.rglob("*.md")))
 EXAMPLE = ROOT / "config.example.toml"
-COMMANDS = ["backfill", "export", "check-config"]
+COMMANDS = ["backfill", "export", "sources", "check-config"]
 
 
 @pytest.fixture(autouse=True)
@@ -398,3 +398,33 @@ def test_python_m_watcher_version(flags: tuple[str, ...]) -> None:
     """``python -m watcher --version`` prints watcher.__version__, under -OO too (no __doc__)."""
     result = _run_module(*flags)
     assert (0, f"watcher {__version__}\n", "") == (result.returncode, result.stdout, result.stderr)
+
+
+def test_sources_table(tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`sources` lists each source with its state: never checked, failing, disabled."""
+    from datetime import UTC, datetime
+
+    from watcher.models import SourceState
+
+    cfg = write_config(
+        tmp_path / "w.toml",
+        f'[watcher]\ndata_dir = "{data_dir.as_posix()}"\n'
+        '[[sources]]\nname = "a"\nurl = "http://127.0.0.1:9/a.xml"\noutlet = "A"\n'
+        '[[sources]]\nname = "b"\nurl = "http://127.0.0.1:9/b.xml"\noutlet = "B"\n'
+        '[[sources]]\nname = "c"\nurl = "http://127.0.0.1:9/c.xml"\noutlet = "C"\n'
+        "enabled = false\n",
+    )
+    with open_store(data_dir / "watcher.db") as store:
+        when = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+        store.put_source_state(
+            SourceState(name="b", last_checked_at=when, consecutive_failures=3, last_error="HTTP 503")
+        )
+    assert 0 == main(["--config", str(cfg), "sources"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["SOURCE", "STATUS"] == rows[0][:2]
+    assert (["a", "never", "checked"], ["b", "failing", "2026-11-21"], ["c", "disabled"]) == (
+        rows[1][:3],
+        rows[2][:3],
+        rows[3][:2],
+    )
+    assert ["3", "0", "HTTP", "503"] == rows[2][-4:]

@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -19,8 +20,8 @@ from watcher import __version__, archive
 from watcher.backfill import BackfillReport, backfill, find_dump_files
 from watcher.errors import ArchiveError, ConfigError, WatcherError
 from watcher.log import log_event, setup_logging
-from watcher.models import ArchiveFormat
-from watcher.settings import Settings, load_settings
+from watcher.models import ArchiveFormat, SourceState
+from watcher.settings import Settings, SourceSettings, load_settings
 from watcher.store import Store, open_store
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write every article in this format (default: the format it came in)",
     )
     cmd.set_defaults(run=run_export)
+
+    cmd = commands.add_parser("sources", help="a table of every source and its polling state")
+    cmd.set_defaults(run=run_sources)
 
     cmd = commands.add_parser("check-config", help="load the config and report what it holds")
     cmd.set_defaults(run=run_check_config)
@@ -166,6 +170,56 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
     if reused:
         print(f"{reused} articles shared a path with an earlier one; the last written is kept")
     return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def run_sources(args: argparse.Namespace, settings: Settings) -> int:
+    """``watcher sources``: each source's last check, status, error, failures, next check."""
+    del args  # no options of its own
+    with _open(settings) as store:
+        counts = store.count_articles_by_source()
+        rows = [
+            _source_row(source, store.get_source_state(source.name), counts.get(source.name, 0))
+            for source in settings.sources
+        ]
+    headers = ("SOURCE", "STATUS", "LAST CHECK", "NEXT CHECK", "FAILS", "ITEMS", "LAST ERROR")
+    for line in _table([headers, *rows]):
+        print(line)
+    return EXIT_OK
+
+
+def _source_row(
+    source: SourceSettings, state: SourceState | None, items: int
+) -> tuple[str, ...]:
+    status = "disabled" if not source.enabled else _status(state)
+    return (
+        source.name,
+        status,
+        _when(state.last_checked_at if state else None),
+        _when(state.next_check_at if state and source.enabled and not state.paused else None),
+        str(state.consecutive_failures if state else 0),
+        str(items),
+        (state.last_error or "")[:80] if state else "",
+    )
+
+
+def _status(state: SourceState | None) -> str:
+    if state is None:
+        return "never checked"
+    if state.paused:
+        return "paused"
+    if state.consecutive_failures:
+        return "failing"
+    return "ok" if state.last_status is None else f"ok ({state.last_status})"
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in rows]  # fmt: skip
 
 
 def run_check_config(args: argparse.Namespace, settings: Settings) -> int:
