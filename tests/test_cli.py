@@ -416,9 +416,8 @@ def test_sources_table(tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFix
     )
     with open_store(data_dir / "watcher.db") as store:
         when = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
-        store.put_source_state(
-            SourceState(name="b", last_checked_at=when, consecutive_failures=3, last_error="HTTP 503")
-        )
+        failing = SourceState(name="b", last_checked_at=when, consecutive_failures=3)
+        store.put_source_state(failing.model_copy(update={"last_error": "HTTP 503"}))
     assert 0 == main(["--config", str(cfg), "sources"])
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert ["SOURCE", "STATUS"] == rows[0][:2]
