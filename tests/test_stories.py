@@ -1,0 +1,134 @@
+"""Stories against a real store: assignment, restart, restory, and the two commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from watcher import archive
+from watcher.backfill import backfill, find_dump_files
+from watcher.cli import main
+from watcher.models import Article
+from watcher.settings import DedupSettings
+from watcher.store import Store, open_store
+from watcher.stories import Assignment, StoryAssigner, restory, should_archive
+
+from .conftest import DATA
+
+ARTICLES = DATA / "dedupe" / "articles"
+
+
+def read(*names: str) -> list[Article]:
+    return [archive.read_file(ARTICLES / name, origin=name) for name in names]
+
+
+def stored(tmp_path: Path, articles: list[Article]) -> Store:
+    store = open_store(tmp_path / "watcher.db")
+    store.add_articles(articles)
+    return store
+
+
+def test_wire_copies_join_one_story(tmp_path: Path) -> None:
+    """Three outlets' copies of one wire item: one story, canonical the earliest (财联社)."""
+    articles = read("a1_36kr.md", "a2_stcn.md", "a3_cls.md")
+    with stored(tmp_path, articles) as store:
+        done = StoryAssigner(store, DedupSettings()).assign(articles)
+        stories = list(store.iter_stories())
+    actual = ([d.starts_story for d in done], len(stories), stories[0].outlets)
+    assert ([True, False, False], 1, ["财联社", "36kr", "证券时报网"]) == actual
+
+
+def test_a_restart_rebuilds_the_index_from_stored_signatures(tmp_path: Path) -> None:
+    """After a restart the next copy joins the story stored before, with nothing recomputed."""
+    first, second = read("c1_cna.md", "c2_rfi.md")
+    with stored(tmp_path, [first, second]) as store:
+        StoryAssigner(store, DedupSettings()).assign([first])
+        [later] = StoryAssigner(store, DedupSettings()).assign([second])
+    assert (first.id, first.id) == (later.story_id, later.matched_id)
+
+
+def test_assigning_twice_changes_nothing(tmp_path: Path) -> None:
+    """Articles already in a story are skipped on a second call."""
+    articles = read("e1_reuters.md", "e2_zaobao.md")
+    with stored(tmp_path, articles) as store:
+        StoryAssigner(store, DedupSettings()).assign(articles)
+        again = StoryAssigner(store, DedupSettings()).assign(articles)
+        assert ([], 1) == (again, store.count_stories())
+
+
+def test_pending_articles_are_caught_up(tmp_path: Path) -> None:
+    """assign_pending gives a story to every stored article that has none."""
+    with stored(tmp_path, read("d1_voa.md", "d2_cdt.md", "r1_cna.md")) as store:
+        count = StoryAssigner(store, DedupSettings()).assign_pending()
+        assert (3, 2, []) == (count, store.count_stories(), store.unassigned_article_ids())
+
+
+def test_restory_applies_new_thresholds(tmp_path: Path) -> None:
+    """With the threshold at 1.0 and containment off, restory splits an edited copy's story."""
+    articles = read("e1_reuters.md", "e2_zaobao.md")
+    with stored(tmp_path, articles) as store:
+        StoryAssigner(store, DedupSettings()).assign(articles)
+        strict = DedupSettings(threshold=1.0, containment=1.0, containment_min_shingles=10**9)
+        assert (1, 2) == restory(store, strict)
+
+
+@pytest.mark.parametrize(("first_only", "expected"), [(False, [True, True]), (True, [True, False])])
+def test_archive_first_only(first_only: bool, expected: list[bool]) -> None:
+    """archive_first_only keeps only the article that starts a story."""
+    settings = DedupSettings(archive_first_only=first_only)
+    assignments = [Assignment("a", "a", None, 1.0), Assignment("b", "a", "a", 0.9)]
+    assert expected == [should_archive(a, settings) for a in assignments]
+
+
+def _config(tmp_path: Path) -> Path:
+    config = tmp_path / "watcher.toml"
+    config.write_text('[watcher]\ndata_dir = "data"\nlog_level = "warning"\n', encoding="utf-8")
+    return config
+
+
+def _backfill_fixtures(config: Path) -> None:
+    with open_store(config.parent / "data" / "watcher.db") as store:
+        backfill(store, find_dump_files([ARTICLES]), workers=1)
+        StoryAssigner(store, DedupSettings()).assign_pending()
+
+
+def test_stories_json_lists_each_story_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`watcher stories --json --min-outlets 3`: the wire story, its three articles' fields."""
+    config = _config(tmp_path)
+    _backfill_fixtures(config)
+    code = main(["--config", str(config), "stories", "--json", "--min-outlets", "3"])
+    lines = capsys.readouterr().out.splitlines()
+    story = json.loads(lines[0])
+    actual = (code, len(lines), sorted(a["origin"] for a in story["articles"]),
+              sorted(story["articles"][0]))  # fmt: skip
+    expected = (0, 1, ["a1_36kr.md", "a2_stcn.md", "a3_cls.md"],
+                ["id", "link", "origin", "outlet", "published", "similarity", "title"])  # fmt: skip
+    assert expected == actual
+
+
+def test_stories_since_and_text_form(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--since 2022-06-01` keeps the June 2022 story; the text form names both outlets."""
+    config = _config(tmp_path)
+    _backfill_fixtures(config)
+    code = main(["--config", str(config), "stories", "--since", "2022-06-01"])
+    out = capsys.readouterr().out
+    assert (0, True, True) == (code, "36kr" in out, "观察者网" in out)
+
+
+def test_stories_refuses_a_bad_since(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --since that is no date or duration is a usage error (exit 2) naming the value."""
+    code = main(["--config", str(_config(tmp_path)), "stories", "--since", "yesterday"])
+    assert (2, True) == (code, "'yesterday'" in capsys.readouterr().err)
+
+
+def test_restory_command_reports_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`watcher restory` recomputes and prints the story counts before and after."""
+    config = _config(tmp_path)
+    _backfill_fixtures(config)
+    code = main(["--config", str(config), "restory"])
+    out = capsys.readouterr().out
+    assert (0, "stories recomputed: 19 before, 19 now") == (code, out.strip())

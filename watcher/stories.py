@@ -1,0 +1,216 @@
+"""Stories for stored articles: the dedupe stage run against the store.
+
+    assigner = StoryAssigner(store, settings.dedup)    loads nothing yet
+    assigner.assign(articles)                           right after store.add_articles(...)
+        for article in articles, oldest first:
+            load the days within the window around it   stored signatures -> StoryBook
+            sign it; decide: join the best story or start one
+        store.save_stories(signatures, members)         one transaction per call
+    restory(store, settings.dedup)                      forget every story, assign all again
+
+The index holds whole UTC days of stored signatures, loaded the first time an article needs
+them and dropped least-recently-used past ``MAX_DAYS``: memory follows the window, not the
+archive, and a restart rebuilds exactly what it needs from the store (nothing is recomputed
+unless the signature scheme changed, which ``restory`` handles).
+
+Does not: write the archive, send alerts, or change an article; a stored assignment is final
+until ``restory``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import islice
+
+from watcher.dedupe import Member, Signature, Signer, StoryBook
+from watcher.log import log_event
+from watcher.models import Article, Story
+from watcher.plaintext import html_to_text
+from watcher.settings import DedupSettings
+from watcher.store import Store
+from watcher.store.rows import MemberRow, SignatureRow, time_from_key, time_key
+
+MAX_DAYS = 64  # days of signatures held at once; the window needs 2 * window + 1 of them
+BATCH = 500
+log = logging.getLogger("watcher.stories")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where one article went: its story, and the member it matched (None: it started it)."""
+
+    article_id: str
+    story_id: str
+    matched_id: str | None
+    similarity: float
+
+    @property
+    def starts_story(self) -> bool:
+        """True when the article is the first of its story."""
+        return self.matched_id is None
+
+
+def should_archive(assignment: Assignment, settings: DedupSettings) -> bool:
+    """Whether the archive writer writes this article (``archive_first_only``: firsts only)."""
+    return assignment.starts_story or not settings.archive_first_only
+
+
+def matching_input(article: Article) -> tuple[str, str]:
+    """The (title, visible text) an article is matched on."""
+    text = article.text or (html_to_text(article.body_html) if article.body_html else "")
+    return article.title, text
+
+
+class StoryAssigner:
+    """Assigns stories to new articles, holding the days of signatures the window needs."""
+
+    def __init__(self, store: Store, settings: DedupSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.signer = Signer(settings)
+        self.book = StoryBook(settings)
+        self._days: OrderedDict[date, list[str]] = OrderedDict()
+
+    def assign(self, articles: Iterable[Article]) -> list[Assignment]:
+        """Assign each article not assigned yet, oldest first, and store the decisions."""
+        batch = sorted(articles, key=_age)
+        signatures = self.signer.sign_many(matching_input(a) for a in batch)
+        sig_rows: list[SignatureRow] = []
+        members: list[MemberRow] = []
+        done: list[Assignment] = []
+        for article, signature in zip(batch, signatures, strict=True):
+            self._load_around(article.published_at)
+            if article.id in self.book:
+                continue
+            decision = self.book.assign(article.id, signature, article.published_at)
+            story_id = decision.story_id or article.id
+            key = time_key(article.published_at)
+            sig_rows.append(SignatureRow(article.id, self.signer.scheme, signature.size,
+                                         signature.to_bytes(), key))  # fmt: skip
+            members.append(MemberRow(article.id, story_id, decision.matched_id,
+                                     decision.similarity, key))  # fmt: skip
+            done.append(Assignment(article.id, story_id, decision.matched_id,
+                                   decision.similarity))  # fmt: skip
+            self._remember(article)
+        if members:
+            self.store.save_stories(sig_rows, members)
+        return done
+
+    def assign_pending(self) -> int:
+        """Assign every stored article that has no story yet; return how many."""
+        count = 0
+        for chunk in _chunks(_articles(self.store, self.store.unassigned_article_ids()), BATCH):
+            count += len(self.assign(chunk))
+        return count
+
+    def _load_around(self, at: datetime | None) -> None:
+        if at is None:
+            return
+        first = (at - self.settings.window).astimezone(UTC).date()
+        last = (at + self.settings.window).astimezone(UTC).date()
+        day = first
+        while day <= last:
+            if day in self._days:
+                self._days.move_to_end(day)
+            else:
+                self._load_day(day)
+            day += timedelta(days=1)
+        while len(self._days) > max(MAX_DAYS, (last - first).days + 1):
+            _, ids = self._days.popitem(last=False)
+            self.book.forget(ids)
+
+    def _load_day(self, day: date) -> None:
+        start = datetime.combine(day, time(), tzinfo=UTC)
+        rows = list(self.store.iter_signatures(self.signer.scheme, since=start,
+                                               until=start + timedelta(days=1)))  # fmt: skip
+        members = [_member(row) for row in rows]
+        self.book.add(members)
+        self._days[day] = [m.article_id for m in members]
+
+    def _remember(self, article: Article) -> None:
+        if article.published_at is not None:
+            day = article.published_at.astimezone(UTC).date()
+            self._days.setdefault(day, []).append(article.id)
+
+
+def assign_stories(store: Store, articles: Iterable[Article], settings: DedupSettings) -> int:
+    """One-shot: assign these (newly stored) articles; return how many got a story."""
+    return len(StoryAssigner(store, settings).assign(articles))
+
+
+def restory(store: Store, settings: DedupSettings) -> tuple[int, int]:
+    """Forget every story and assign all stored articles again, oldest first.
+
+    Returns (stories before, stories after). Signatures are recomputed: the boilerplate
+    rules or the scheme may have changed along with the thresholds.
+    """
+    before = store.clear_stories()
+    assigner = StoryAssigner(store, settings)
+    assigned = 0
+    for chunk in _chunks(store.iter_articles(), BATCH):
+        assigned += len(assigner.assign(chunk))
+    after = store.count_stories()
+    log_event(log, logging.INFO, "stories recomputed", articles=assigned, before=before,
+              after=after)  # fmt: skip
+    return before, after
+
+
+def _member(row: SignatureRow) -> Member:
+    signature = Signature.from_bytes(row.minhash, row.size)
+    return Member(row.article_id, row.story_id or row.article_id,
+                  time_from_key(row.published_key), signature)  # fmt: skip
+
+
+def _age(article: Article) -> tuple[bool, datetime, str]:
+    at = article.published_at
+    return (at is None, at or datetime.min.replace(tzinfo=UTC), article.id)
+
+
+def _articles(store: Store, ids: list[str]) -> Iterator[Article]:
+    for article_id in ids:
+        article = store.get_article(article_id)
+        if article is not None:
+            yield article
+
+
+def _chunks(items: Iterable[Article], size: int) -> Iterator[list[Article]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def story_json(story: Story) -> dict[str, object]:
+    """The JSON object ``watcher stories --json`` prints for one story."""
+    return {
+        "id": story.id,
+        "canonical": story.canonical_id,
+        "outlets": story.outlets,
+        "articles": [
+            {
+                "id": m.article_id,
+                "outlet": m.outlet,
+                "title": m.title,
+                "link": m.link,
+                "published": m.published_at.isoformat() if m.published_at else None,
+                "origin": m.origin,
+                "similarity": round(m.similarity, 3),
+            }
+            for m in story.members
+        ],
+    }
+
+
+def story_lines(story: Story) -> list[str]:
+    """The text ``watcher stories`` prints for one story: a heading, then a line per copy."""
+    first = story.first_published_at.isoformat(timespec="minutes") if story.first_published_at \
+        else "undated"  # fmt: skip
+    title = next((m.title for m in story.members if m.article_id == story.canonical_id), "")
+    lines = [f"{first}  {len(story.outlets)} outlets, {len(story.members)} articles  {title}"]
+    for m in story.members:
+        when = m.published_at.isoformat(timespec="minutes") if m.published_at else "undated"
+        lines.append(f"    {when}  {m.outlet}  {m.title}  {m.link or m.origin or ''}")
+    return lines
