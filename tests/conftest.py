@@ -17,3 +17,7 @@ def corpus_files() -> list[Path]:
     if not CORPUS.is_dir():
         pytest.skip(f"corpus not found at {CORPUS} (set WATCHER_CORPUS to its folder)")
     return sorted(p for p in CORPUS.rglob("*.md") if p.name != "SOURCES.md")
+
+
+# Local HTTP servers (a scripted feed server, a forward proxy) for fetch, pipeline and daemon tests.
+from .feedserver import feed_server, feed_servers, forward_proxy  # noqa: E402, F401

@@ -21,7 +21,7 @@ from .conftest import DATA, ROOT
 DUMPS = DATA / "dumps"
 N_DUMPS = len(list(DUMPS.rglob("*.md")))
 EXAMPLE = ROOT / "config.example.toml"
-COMMANDS = ["backfill", "export", "sources", "check-config"]
+COMMANDS = ["backfill", "export", "run", "poll", "sources", "check-config"]
 
 
 @pytest.fixture(autouse=True)

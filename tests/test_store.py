@@ -330,11 +330,21 @@ def test_sqlite_connection_pragmas(tmp_path: Path) -> None:
     assert expected == pragmas
 
 
+ALL_TABLES = {
+    "schema_migrations",
+    "articles",
+    "source_state",
+    "stories",
+    "story_members",
+    "signatures",
+}
+
+
 def test_migrations_are_recorded(db: Path) -> None:
     """Each migration is recorded with its version and name, and its tables exist."""
     recorded = query(db, "SELECT version, name FROM schema_migrations ORDER BY version")
     assert [(i, m.name) for i, m in enumerate(MIGRATIONS, start=1)] == recorded
-    assert {"schema_migrations", "articles", "source_state"} == tables(db)
+    assert ALL_TABLES == tables(db)
 
 
 def test_reopening_applies_nothing(db: Path) -> None:
@@ -367,7 +377,7 @@ def test_a_failing_migration_leaves_the_file_untouched(db: Path) -> None:
     with pytest.raises(StoreError, match="migrate the schema") as caught:
         SqliteStore(db, migrations=[*MIGRATIONS, broken])
     assert sqlite3.OperationalError is type(caught.value.__cause__)
-    assert {"schema_migrations", "articles", "source_state"} == tables(db)
+    assert ALL_TABLES == tables(db)
     assert [(len(MIGRATIONS),)] == query(db, "SELECT MAX(version) FROM schema_migrations")
 
 

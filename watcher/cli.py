@@ -8,21 +8,27 @@ Builds ``Settings`` once and passes slices down; nothing below reads a global co
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from watcher import __version__, archive
 from watcher.backfill import BackfillReport, backfill, find_dump_files
+from watcher.daemon import Daemon
 from watcher.errors import ArchiveError, ConfigError, WatcherError
+from watcher.fetch import Fetcher
 from watcher.log import log_event, setup_logging
 from watcher.models import ArchiveFormat, SourceState
-from watcher.settings import Settings, SourceSettings, load_settings
+from watcher.pipeline import PassResult
+from watcher.settings import Settings, SourceSettings, load_settings, parse_duration
 from watcher.store import Store, open_store
+from watcher.stories import restory, story_json, story_lines
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("watcher.cli")
@@ -53,8 +59,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmd.set_defaults(run=run_export)
 
+    cmd = commands.add_parser("run", help="the daemon: poll every source until SIGINT/SIGTERM")
+    cmd.set_defaults(run=run_daemon)
+
+    cmd = commands.add_parser("poll", help="one pass over sources now, print what was found")
+    cmd.add_argument("names", nargs="*", metavar="SOURCE", help="default: every enabled one")
+    cmd.set_defaults(run=run_poll)
+
     cmd = commands.add_parser("sources", help="a table of every source and its polling state")
     cmd.set_defaults(run=run_sources)
+
+    cmd = commands.add_parser("stories", help="list stories: copies of one article across outlets")
+    cmd.add_argument(
+        "--since",
+        type=_since,
+        metavar="WHEN",
+        help="first published at or after: a date/time (UTC if no zone) or '3d'",
+    )
+    cmd.add_argument("--min-outlets", type=int, default=1, metavar="N", help="at least N outlets")
+    cmd.add_argument("--json", action="store_true", help="one JSON object per story and line")
+    cmd.set_defaults(run=run_stories)
+
+    cmd = commands.add_parser("restory", help="recompute every story (after a [dedup] change)")
+    cmd.set_defaults(run=run_restory)
 
     cmd = commands.add_parser("check-config", help="load the config and report what it holds")
     cmd.set_defaults(run=run_check_config)
@@ -172,6 +199,43 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
+def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
+    """``watcher run``: poll until a signal; finish the passes in flight and exit 0."""
+    del args  # no options of its own
+    if not any(s.enabled for s in settings.sources):
+        log_event(log, logging.WARNING, "no enabled source", config=str(settings.config_file))
+    with _open(settings) as store:
+        asyncio.run(_run_daemon(settings, store))
+    return EXIT_OK
+
+
+async def _run_daemon(settings: Settings, store: Store) -> None:
+    async with Fetcher(settings.http, settings.rsshub) as fetcher:
+        await Daemon(settings, store, fetcher).run()
+
+
+def run_poll(args: argparse.Namespace, settings: Settings) -> int:
+    """``watcher poll [SOURCE...]``: one pass now; exit 1 if any source failed."""
+    names: list[str] | None = args.names or None
+    unknown = [n for n in names or [] if n not in {s.name for s in settings.sources}]
+    if unknown:
+        print(f"watcher: no such source: {', '.join(unknown)}", file=sys.stderr)
+        return EXIT_USAGE
+    with _open(settings) as store:
+        results = asyncio.run(_poll(settings, store, names))
+    for result in results:
+        detail = result.error or f"{len(result.new)} new, {len(result.changed)} changed"
+        print(f"{result.source}: {result.outcome}: {detail}")
+        for article in result.new:
+            print(f"  + {article.title}  {article.link or ''}")
+    return EXIT_PARTIAL if any(r.outcome == "failed" for r in results) else EXIT_OK
+
+
+async def _poll(settings: Settings, store: Store, names: list[str] | None) -> list[PassResult]:
+    async with Fetcher(settings.http, settings.rsshub) as fetcher:
+        return await Daemon(settings, store, fetcher).poll(names)
+
+
 def run_sources(args: argparse.Namespace, settings: Settings) -> int:
     """``watcher sources``: each source's last check, status, error, failures, next check."""
     del args  # no options of its own
@@ -187,9 +251,7 @@ def run_sources(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _source_row(
-    source: SourceSettings, state: SourceState | None, items: int
-) -> tuple[str, ...]:
+def _source_row(source: SourceSettings, state: SourceState | None, items: int) -> tuple[str, ...]:
     status = "disabled" if not source.enabled else _status(state)
     return (
         source.name,
@@ -232,6 +294,39 @@ def run_check_config(args: argparse.Namespace, settings: Settings) -> int:
     print(f"sources: {len(settings.sources)} ({enabled} enabled)")
     print(f"rules: {len(settings.rules)}, channels: {len(settings.channels)}")
     print("ok")
+    return EXIT_OK
+
+
+def _since(text: str) -> datetime:
+    """``--since``: an ISO date or time (UTC when it names no zone), or a duration ago."""
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is no date, time or duration") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def run_stories(args: argparse.Namespace, settings: Settings) -> int:
+    """``watcher stories``: stories and their members, as text or JSON lines."""
+    with _open(settings) as store:
+        for story in store.iter_stories(since=args.since, min_outlets=args.min_outlets):
+            if args.json:
+                print(json.dumps(story_json(story), ensure_ascii=False))
+            else:
+                print("\n".join(story_lines(story)))
+    return EXIT_OK
+
+
+def run_restory(args: argparse.Namespace, settings: Settings) -> int:
+    """``watcher restory``: forget every story and assign all stored articles again."""
+    del args  # no options of its own
+    with _open(settings) as store:
+        before, after = restory(store, settings.dedup)
+    print(f"stories recomputed: {before} before, {after} now")
     return EXIT_OK
 
 

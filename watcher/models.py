@@ -1,6 +1,7 @@
 """Types named for their stage of life; every stage talks to the others through these.
 
-    (dump file | feed entry) -> Article -> (Story, later issues)
+    (dump file | feed entry) -> Article -> Story (dedupe) -> StoryView -> Match (rules)
+    -> Alert (one per story x rule x channel) -> Delivery (outbox)
 
 Only pydantic and the standard library here: no I/O, no settings, no stage imports.
 """
@@ -111,6 +112,9 @@ class SourceState(BaseModel):
     last_success_at: datetime | None = None
     last_status: int | None = Field(default=None, description="HTTP status of the last fetch")
     body_hash: str | None = Field(default=None, description="hash of the last body parsed")
+    redirected_from: str | None = Field(
+        default=None, description="the configured URL that ``url`` was redirected from"
+    )
 
 
 class FetchResult(BaseModel):
@@ -174,3 +178,134 @@ class ParsedFeed(BaseModel):
     warning: str | None = Field(
         default=None, description="feedparser's bozo message when it read the feed anyway"
     )
+
+
+class StoryMember(BaseModel):
+    """One article of a story: what ``watcher stories`` lists, and how it joined."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    article_id: str
+    outlet: str
+    title: str
+    link: str | None = None
+    published_at: datetime | None = None
+    origin: str | None = None
+    similarity: float = Field(default=1.0, description="to the member it matched; 1 for the first")
+    matched_id: str | None = Field(default=None, description="the member it matched")
+
+
+class Story(BaseModel):
+    """Copies of one article across outlets, grouped by the dedupe stage (issue 4).
+
+    ``id`` is the id of the article that started the story; ``canonical_id`` is its
+    earliest-published member; ``outlets`` grow in the order they first published it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    canonical_id: str
+    outlets: list[str] = Field(default_factory=list)
+    first_published_at: datetime | None = None
+    updated_at: datetime
+    members: list[StoryMember] = Field(default_factory=list)
+
+
+# --- rules and alerts (issue 5): StoryView -> Match -> Alert -> Delivery --------------------------
+
+RuleField = Literal["title", "text", "outlet", "categories", "link"]
+"""The parts of a story a rule can search; a rule searches title and text unless told."""
+
+Span = tuple[int, int]
+"""``(start, end)`` character offsets into a text, end exclusive."""
+
+
+class StoryView(BaseModel):
+    """What the rules see of a story: one member's words and the whole story's reach.
+
+    ``title``, ``text`` and ``link`` are those of one member (the article that just arrived, or
+    the canonical one); ``outlets``, ``categories`` and ``sources`` are the union over every
+    member, so a scope or ``min_outlets`` counts the whole story.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    story_id: str
+    article_id: str | None = None
+    title: str
+    text: str = ""
+    link: str | None = None
+    published_at: datetime | None = None
+    outlets: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+
+
+class Highlight(BaseModel):
+    """Where a matched term occurs in one field of a StoryView, in the field's original text."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    field: RuleField
+    start: int
+    end: int
+    term: str = Field(description="the rule's term (as configured) found there")
+
+
+class Match(BaseModel):
+    """A rule fired on a story: which terms made it fire, and where they are."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rule: str
+    story_id: str
+    article_id: str | None = None
+    terms: tuple[str, ...] = Field(description="terms and patterns found, in the rule's order")
+    highlights: tuple[Highlight, ...] = ()
+    outlet_count: int = Field(description="distinct outlets of the story when it matched")
+    matched_at: datetime
+
+
+class Alert(BaseModel):
+    """One message owed to one channel for one story and rule; what a Notifier sends.
+
+    ``key`` is the idempotency key of story x rule x channel: the outbox keeps one alert per key,
+    and every email and webhook payload carries it. Everything needed to render the alert is
+    here (no store look-up at send time); highlights are spans of ``title`` and ``excerpt``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    channel: str
+    rule: str
+    story_id: str
+    article_id: str | None = None
+    terms: tuple[str, ...] = ()
+    title: str
+    title_highlights: tuple[Span, ...] = ()
+    excerpt: str = ""
+    excerpt_highlights: tuple[Span, ...] = ()
+    link: str | None = None
+    outlets: tuple[str, ...] = ()
+    published_at: datetime | None = None
+    created_at: datetime
+
+
+DeliveryStatus = Literal["pending", "sent", "failed"]
+"""``failed``: the outbox gave up retrying (or the channel is gone); ``pending`` retries."""
+
+
+class Delivery(BaseModel):
+    """The outbox's record of one alert on its channel: attempts, last error, when sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    channel: str
+    status: DeliveryStatus = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    sent_at: datetime | None = None

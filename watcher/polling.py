@@ -91,11 +91,14 @@ def state_after_success(
     next_check_at: datetime,
     *,
     body_hash: str | None,
+    configured_url: str | None = None,
 ) -> SourceState:
     """The state after a 200 or 304: errors cleared, validators and permanent URL kept."""
+    moved = result.permanent_redirect is not None
     return state.model_copy(
         update={
             "url": result.permanent_redirect or state.url,
+            "redirected_from": configured_url if moved else state.redirected_from,
             "etag": result.etag or (state.etag if result.not_modified else None),
             "last_modified": result.last_modified
             or (state.last_modified if result.not_modified else None),

@@ -22,10 +22,11 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -50,6 +51,7 @@ from pydantic_settings import (
 
 from watcher import __version__
 from watcher.errors import ConfigError
+from watcher.models import RuleField
 
 ENV_PREFIX = "WATCHER_"
 CONFIG_ENV = "WATCHER_CONFIG"
@@ -117,6 +119,65 @@ def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
 
+def _regex(value: str) -> str:
+    """A pattern that Python's ``re`` compiles (the dedupe boilerplate rules)."""
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"not a regular expression: {e}") from None
+    return value
+
+
+def _rule_regex(value: str) -> str:
+    """A rule's pattern: compiles (case-insensitively) and cannot match an empty text."""
+    try:
+        compiled = re.compile(value, re.IGNORECASE)
+    except re.error as e:
+        raise ValueError(f"not a regular expression: {e}") from None
+    if compiled.search("") is not None:
+        raise ValueError("matches an empty text, so it would match every story")
+    return value
+
+
+def _term(value: str) -> str:
+    """A rule's keyword or "quoted phrase": something to look for, never blank."""
+    inner = value.strip()
+    if len(inner) >= 2 and inner[0] == inner[-1] == '"':
+        inner = inner[1:-1]
+    if not inner.strip():
+        raise ValueError("a term must not be blank")
+    return value
+
+
+_QUIET = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)")
+
+
+def parse_quiet_hours(value: str) -> tuple[time, time]:
+    """Read "22:00-07:00" as (start, end) local times; the span may cross midnight."""
+    found = _QUIET.fullmatch(value.strip())
+    if found is None:
+        raise ValueError(f"{value!r} is not a span of local times such as '22:00-07:00'")
+    start = time(int(found[1]), int(found[2]))
+    end = time(int(found[3]), int(found[4]))
+    if start == end:
+        raise ValueError("the start and end of quiet hours must differ")
+    return start, end
+
+
+def _quiet_hours(value: str) -> str:
+    parse_quiet_hours(value)
+    return value.strip()
+
+
+def _time_zone(value: str) -> str:
+    """An IANA time zone name such as "Asia/Shanghai" (or "UTC")."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a time zone such as 'UTC' or 'Asia/Shanghai'") from None
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 OptionalDuration = Annotated[Duration | None, BeforeValidator(_blank_to_none)]
 HttpUrl = Annotated[str, _url_checker("http", "https")]
@@ -131,7 +192,15 @@ LogLevel = Annotated[
     Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower)
 ]
 LogFormat = Literal["auto", "json", "console"]
-WebhookPreset = Literal["generic"]  # the alerts issue adds presets
+WebhookPreset = Literal[
+    "generic", "slack", "discord", "feishu", "dingtalk", "wecom", "telegram", "ntfy"
+]
+SIGNED_PRESETS = ("generic", "feishu", "dingtalk")  # the presets whose payloads use `secret`
+Term = Annotated[str, AfterValidator(_term)]
+RulePattern = Annotated[str, AfterValidator(_rule_regex)]
+QuietHours = Annotated[str, AfterValidator(_quiet_hours)]
+OptionalQuietHours = Annotated[QuietHours | None, BeforeValidator(_blank_to_none)]
+TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
 
 
 def _invalid(key: str, message: str) -> PydanticCustomError:
@@ -170,6 +239,7 @@ class HttpSettings(_Frozen):
     per_host_concurrency: int = Field(default=2, ge=1)
     user_agent: Annotated[str, BeforeValidator(_default_user_agent)] = DEFAULT_USER_AGENT
     max_response_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    max_redirects: int = Field(default=5, ge=0, le=30)
     proxy: OptionalProxyUrl = None
 
     @model_validator(mode="after")
@@ -183,6 +253,7 @@ class RsshubSettings(_Frozen):
     """The ``[rsshub]`` table: instances a route source is fetched from, tried in order."""
 
     instances: tuple[HttpUrl, ...] = ()
+    failure_cooldown: Duration = timedelta(minutes=10)
 
 
 class DedupSettings(_Frozen):
@@ -190,6 +261,12 @@ class DedupSettings(_Frozen):
 
     window: Duration = timedelta(days=3)
     threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    containment: float = Field(default=0.5, gt=0.0, le=1.0)
+    containment_min_shingles: int = Field(default=30, ge=1)
+    number_check_min: int = Field(default=4, ge=1)
+    number_agreement: float = Field(default=0.7, ge=0.0, le=1.0)
+    boilerplate: tuple[Annotated[str, AfterValidator(_regex)], ...] = ()
+    archive_first_only: bool = False
 
 
 class SourceSettings(_Frozen):
@@ -219,22 +296,51 @@ class SourceSettings(_Frozen):
 
 
 class RuleSettings(_Frozen):
-    """One ``[[rules]]`` entry: keywords a story must match, and the channels to alert."""
+    """One ``[[rules]]`` entry: terms a story must match, where and in which stories; channels.
+
+    How the terms combine is written in ``watcher.rules``.
+    """
 
     name: Name
-    any: tuple[str, ...] = ()
-    all: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
+    any: tuple[Term, ...] = ()
+    all: tuple[Term, ...] = ()
+    exclude: tuple[Term, ...] = ()
+    regex: tuple[RulePattern, ...] = ()
+    fields: tuple[RuleField, ...] = Field(default=("title", "text"), min_length=1)
+    sources: tuple[str, ...] = ()
+    outlets: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    min_outlets: int = Field(default=1, ge=1)
     channels: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _has_keywords(self) -> RuleSettings:
-        if not self.any and not self.all:
+        if not self.any and not self.all and not self.regex:
             raise _invalid("any", "a rule needs keywords in any or all")
         return self
 
 
-class EmailChannelSettings(_Frozen):
+class _ChannelSettings(_Frozen):
+    """What every channel has besides its name: digests, a rate limit, quiet hours."""
+
+    digest: OptionalDuration = None
+    rate_limit: int = Field(default=0, ge=0)
+    rate_period: Duration = timedelta(hours=1)
+    quiet_hours: OptionalQuietHours = None
+    timezone: TimeZoneName = "UTC"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """``timezone`` as a ZoneInfo: quiet hours and the times in alerts are in this zone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def quiet_span(self) -> tuple[time, time] | None:
+        """``quiet_hours`` as (start, end) local times, or None."""
+        return None if self.quiet_hours is None else parse_quiet_hours(self.quiet_hours)
+
+
+class EmailChannelSettings(_ChannelSettings):
     """A ``[[channels]]`` entry with ``type = "email"``: alerts sent by SMTP."""
 
     name: Name
@@ -258,7 +364,7 @@ class EmailChannelSettings(_Frozen):
         return self
 
 
-class WebhookChannelSettings(_Frozen):
+class WebhookChannelSettings(_ChannelSettings):
     """A ``[[channels]]`` entry with ``type = "webhook"``: alerts POSTed as JSON."""
 
     name: Name
@@ -268,6 +374,17 @@ class WebhookChannelSettings(_Frozen):
     preset: WebhookPreset = "generic"
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Duration = timedelta(seconds=10)
+    chat_id: OptionalStr = None
+    proxy: OptionalProxyUrl = None
+
+    @model_validator(mode="after")
+    def _preset_keys(self) -> WebhookChannelSettings:
+        if (self.preset == "telegram") != (self.chat_id is not None):
+            raise _invalid("chat_id", "give a chat_id with the telegram preset, and only there")
+        if self.secret is not None and self.preset not in SIGNED_PRESETS:
+            signed = ", ".join(SIGNED_PRESETS)
+            raise _invalid("secret", f"the {self.preset} preset signs nothing (only {signed})")
+        return self
 
 
 ChannelSettings = Annotated[
@@ -321,10 +438,14 @@ class Settings(BaseSettings):
     def _check_rules(self) -> Settings:
         _check_unique("rules", [r.name for r in self.rules])
         known = {c.name for c in self.channels}
+        sources = {s.name for s in self.sources}
         for i, rule in enumerate(self.rules):
             for j, channel in enumerate(rule.channels):
                 if channel not in known:
                     raise _invalid(f"rules.{i}.channels.{j}", f"no channel named {channel!r}")
+            for j, source in enumerate(rule.sources):
+                if source not in sources:
+                    raise _invalid(f"rules.{i}.sources.{j}", f"no source named {source!r}")
         return self
 
     @model_validator(mode="after")

@@ -4,20 +4,21 @@ Backends: SQLite (``sqlite.py``, one writer); PostgreSQL later, behind the same 
 the same contract tests. Every backend stores JSON and times as TEXT (``rows.py``) and runs the
 same append-only migrations (``migrations.py``).
 
-Does not: decide what is new to the user, group articles into stories, or hold settings.
+Does not: decide what is new to the user, decide which articles are one story (it stores
+the dedupe stage's decisions), or hold settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from watcher.errors import StoreError
-from watcher.models import Article, SourceState
-from watcher.store.rows import Row
+from watcher.models import Article, SourceState, Story
+from watcher.store.rows import MemberRow, Row, SignatureRow
 from watcher.store.sqlite import SqliteStore
 
 __all__ = ["SqliteStore", "Store", "open_store"]
@@ -67,6 +68,42 @@ class Store(Protocol):
 
     def put_source_state(self, state: SourceState) -> None:
         """Store a source's state, replacing what was stored under its name."""
+        ...
+
+    # --- stories (dedupe) ---
+
+    def save_stories(
+        self, signatures: Sequence[SignatureRow], members: Sequence[MemberRow]
+    ) -> None:
+        """Store signatures and story decisions, and refresh each touched story, at once."""
+        ...
+
+    def iter_signatures(
+        self, scheme: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[SignatureRow]:
+        """Stored signatures of ``scheme`` of assigned articles published in [since, until)."""
+        ...
+
+    def unassigned_article_ids(self) -> list[str]:
+        """Ids of stored articles in no story yet, oldest first (undated ones first)."""
+        ...
+
+    def clear_stories(self) -> int:
+        """Forget every story, member and signature (before ``restory``); return stories gone."""
+        ...
+
+    def count_stories(self) -> int:
+        """Return how many stories are stored."""
+        ...
+
+    def get_story(self, story_id: str) -> Story | None:
+        """The story with this id and its members, or None."""
+        ...
+
+    def iter_stories(
+        self, *, since: datetime | None = None, min_outlets: int = 1
+    ) -> Iterator[Story]:
+        """Stories first published at or after ``since``, with at least ``min_outlets`` outlets."""
         ...
 
     def close(self) -> None:

@@ -71,6 +71,40 @@ CREATE TABLE source_state (
     paused INTEGER NOT NULL            -- 0 or 1
 )"""
 
+# --- dedupe (issue 4): a story per family of copies; signatures to rebuild the LSH index -----
+_STORIES = """
+CREATE TABLE stories (
+    id TEXT PRIMARY KEY,               -- the id of the article that started the story
+    canonical_id TEXT NOT NULL,        -- its earliest-published member
+    first_published_key TEXT NOT NULL, -- that member's published_key
+    outlets TEXT NOT NULL,             -- JSON list, in the order the outlets first published it
+    size INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+)"""
+_STORY_MEMBERS = """
+CREATE TABLE story_members (
+    article_id TEXT PRIMARY KEY REFERENCES articles (id),
+    story_id TEXT NOT NULL REFERENCES stories (id),
+    matched_id TEXT,                   -- the member it matched; NULL for the first
+    similarity REAL NOT NULL,          -- 1.0 for the first
+    published_key TEXT NOT NULL,
+    assigned_at TEXT NOT NULL
+)"""
+_SIGNATURES = """
+CREATE TABLE signatures (
+    article_id TEXT PRIMARY KEY REFERENCES articles (id),
+    scheme TEXT NOT NULL,              -- shingling + MinHash + rules version; others are stale
+    size INTEGER NOT NULL,             -- distinct shingles
+    minhash BLOB NOT NULL,             -- uint32 little-endian digest, then number hashes (bytea)
+    published_key TEXT NOT NULL
+)"""
+_STORY_INDEXES = (
+    "CREATE INDEX story_members_story ON story_members (story_id, published_key)",
+    "CREATE INDEX signatures_published ON signatures (published_key)",
+    "CREATE INDEX stories_first ON stories (first_published_key)",
+)
+
 MIGRATIONS: Sequence[Migration] = (
     Migration(
         "create articles and source_state",
@@ -84,15 +118,20 @@ MIGRATIONS: Sequence[Migration] = (
         ),
     ),
     Migration(
-        "source_state: last success, last status, body hash; articles by source",
+        "source_state: last success, last status, body hash, redirect; articles by source",
         (
             "ALTER TABLE source_state ADD COLUMN last_success_at TEXT",
             "ALTER TABLE source_state ADD COLUMN last_status INTEGER",
             "ALTER TABLE source_state ADD COLUMN body_hash TEXT",
+            "ALTER TABLE source_state ADD COLUMN redirected_from TEXT",
             # `watcher sources` counts items per source, and the pipeline reads a source's
             # stored articles to tell new items from changed ones.
             "CREATE INDEX articles_source ON articles (source)",
         ),
+    ),
+    Migration(
+        "stories, story_members and signatures (dedupe)",
+        (_STORIES, _STORY_MEMBERS, _SIGNATURES, *_STORY_INDEXES),
     ),
 )
 

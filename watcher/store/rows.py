@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from watcher.models import Article, Layout, SourceState
 
@@ -47,6 +47,7 @@ SOURCE_STATE_COLUMNS: Final = (
     "last_success_at",
     "last_status",
     "body_hash",
+    "redirected_from",
 )
 """The columns of ``source_state``, in model order (a test keeps them in step)."""
 
@@ -107,3 +108,29 @@ def source_state_from_row(row: Mapping[str, Any]) -> SourceState:
     fields["last_success_at"] = _time_value(row["last_success_at"])
     fields["paused"] = bool(row["paused"])
     return SourceState.model_validate(fields)
+
+
+class SignatureRow(NamedTuple):
+    """An article's stored MinHash signature (dedupe), and its story when it has one."""
+
+    article_id: str
+    scheme: str
+    size: int
+    minhash: bytes
+    published_key: str  # ``time_key(published_at)``: '' when undated
+    story_id: str | None = None
+
+
+class MemberRow(NamedTuple):
+    """An article's place in a story, as the dedupe stage decided it."""
+
+    article_id: str
+    story_id: str
+    matched_id: str | None
+    similarity: float
+    published_key: str
+
+
+def time_from_key(key: str) -> datetime | None:
+    """The UTC time a ``time_key`` wrote; None for ''."""
+    return datetime.fromisoformat(key) if key else None

@@ -1,0 +1,187 @@
+"""The daemon: schedules from the store, isolates failing sources, stops cleanly on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from watcher.daemon import Daemon
+from watcher.fetch import Fetcher
+from watcher.models import SourceState
+from watcher.pipeline import PassResult
+from watcher.settings import Settings, load_settings
+from watcher.store import Store, open_store
+
+from .feedserver import FeedServer, Reply
+from .test_pipeline import ITEMS, rss
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A real SQLite store."""
+    with open_store(tmp_path / "data" / "watcher.db") as opened:
+        yield opened
+
+
+def write_settings(tmp_path: Path, server: FeedServer, *sources: str) -> Path:
+    """A config with one 1-second Hexo source per path in ``sources``."""
+    text = f'[watcher]\ndata_dir = "{(tmp_path / "data").as_posix()}"\n'
+    for path in sources:
+        name = path.strip("/").replace(".xml", "")
+        text += (
+            f'[[sources]]\nname = "{name}"\nurl = "{server.url(path)}"\noutlet = "{name}"\n'
+            'categories = ["新媒体", "测试", "头条"]\ninterval = "1s"\n'
+        )
+    config = tmp_path / "watcher.toml"
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
+def settings_for(tmp_path: Path, server: FeedServer, *sources: str) -> Settings:
+    """Loaded settings for ``write_settings``."""
+    return load_settings(write_settings(tmp_path, server, *sources), env={})
+
+
+async def _poll(settings: Settings, store: Store) -> list[PassResult]:
+    async with Fetcher(settings.http, settings.rsshub) as fetcher:
+        return await Daemon(settings, store, fetcher).poll()
+
+
+def test_one_broken_source_never_stops_the_others(
+    feed_server: FeedServer, store: Store, tmp_path: Path
+) -> None:
+    """A source answering 503 fails alone; the good one stores its items."""
+    feed_server.feed("/good.xml", rss(ITEMS))
+    feed_server.route("/bad.xml", Reply(503, b"<html>down</html>", {"Content-Type": "text/html"}))
+    settings = settings_for(tmp_path, feed_server, "/good.xml", "/bad.xml")
+    results = {r.source: r for r in asyncio.run(_poll(settings, store))}
+    assert ("updated", "failed") == (results["good"].outcome, results["bad"].outcome)
+    assert 3 == store.count_articles()
+    bad = store.get_source_state("bad")
+    assert bad is not None
+    assert (1, 503) == (bad.consecutive_failures, bad.last_status)
+
+
+async def _run_until(daemon: Daemon, done: asyncio.Event, limit_s: float) -> None:
+    stop = asyncio.Event()
+    runner = asyncio.create_task(daemon.run(stop))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), timeout=limit_s)
+    stop.set()
+    await asyncio.wait_for(runner, timeout=10)
+
+
+def test_run_polls_each_source_on_its_interval(
+    feed_server: FeedServer, store: Store, tmp_path: Path
+) -> None:
+    """Each source is polled again after its interval; the second pass is a 304."""
+    feed_server.feed("/a.xml", rss(ITEMS), etag='"a"')
+    settings = settings_for(tmp_path, feed_server, "/a.xml")
+
+    async def go() -> None:
+        done = asyncio.Event()
+
+        async def watch() -> None:
+            while len(feed_server.requests_to("/a.xml")) < 3:
+                await asyncio.sleep(0.05)
+            done.set()
+
+        async with Fetcher(settings.http, settings.rsshub) as fetcher:
+            watcher = asyncio.create_task(watch())
+            await _run_until(Daemon(settings, store, fetcher), done, limit_s=15)
+            watcher.cancel()
+
+    asyncio.run(go())
+    requests = feed_server.requests_to("/a.xml")
+    assert len(requests) >= 3
+    assert '"a"' == requests[-1].headers.get("if-none-match")
+    assert 3 == store.count_articles()
+
+
+def test_restart_resumes_from_stored_next_check(
+    feed_server: FeedServer, store: Store, tmp_path: Path
+) -> None:
+    """A source whose stored next check is an hour away is not polled after a restart."""
+    feed_server.feed("/later.xml", rss(ITEMS))
+    settings = settings_for(tmp_path, feed_server, "/later.xml")
+    hour = datetime.now(UTC) + timedelta(hours=1)
+    store.put_source_state(SourceState(name="later", next_check_at=hour))
+
+    async def go() -> dict[str, datetime | None]:
+        async with Fetcher(settings.http, settings.rsshub) as fetcher:
+            daemon = Daemon(settings, store, fetcher)
+            stop = asyncio.Event()
+            runner = asyncio.create_task(daemon.run(stop))
+            await asyncio.sleep(1.5)
+            scheduled = daemon.next_run_times()
+            stop.set()
+            await asyncio.wait_for(runner, timeout=10)
+            return scheduled
+
+    scheduled = asyncio.run(go())
+    assert [] == feed_server.requests_to("/later.xml")
+    assert hour == scheduled["later"]
+
+
+def test_paused_source_is_not_scheduled(
+    feed_server: FeedServer, store: Store, tmp_path: Path
+) -> None:
+    """A paused source gets no job and no request."""
+    feed_server.feed("/p.xml", rss(ITEMS))
+    settings = settings_for(tmp_path, feed_server, "/p.xml")
+    store.put_source_state(SourceState(name="p", paused=True, consecutive_failures=20))
+
+    async def go() -> dict[str, datetime | None]:
+        async with Fetcher(settings.http, settings.rsshub) as fetcher:
+            daemon = Daemon(settings, store, fetcher)
+            stop = asyncio.Event()
+            runner = asyncio.create_task(daemon.run(stop))
+            await asyncio.sleep(0.5)
+            scheduled = daemon.next_run_times()
+            stop.set()
+            await asyncio.wait_for(runner, timeout=10)
+            return scheduled
+
+    assert {} == asyncio.run(go())
+    assert [] == feed_server.requests_to("/p.xml")
+
+
+def test_sigterm_finishes_the_pass_in_flight_and_exits_0(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """`watcher run` given SIGTERM mid-fetch finishes that pass, stores it, and exits 0."""
+    slow = Reply(200, rss(ITEMS), {"Content-Type": "application/rss+xml"}, delay_s=1.5)
+    feed_server.route("/slow.xml", slow)
+    config = write_settings(tmp_path, feed_server, "/slow.xml")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("WATCHER_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "--config", str(config), "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 20
+    while not feed_server.requests_to("/slow.xml") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    code = process.wait(timeout=15)
+    took = time.monotonic() - started
+    process.stdout.close()  # type: ignore[union-attr]
+    stderr = process.stderr.read().decode()  # type: ignore[union-attr]
+    process.stderr.close()  # type: ignore[union-attr]
+    assert 0 == code, stderr
+    assert took < 10
+    with open_store(tmp_path / "data" / "watcher.db") as store:
+        assert 3 == store.count_articles()
+    assert "daemon stopped" in stderr

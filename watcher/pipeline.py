@@ -1,0 +1,186 @@
+"""One source, one pass: fetch -> parse -> normalize -> archive -> store (-> stories -> rules).
+
+    state   = store.source_state(source)
+    result  = await fetch(source, state)             FetchError -> failure recorded, back-off
+    if result is 304, or its body hashes as last time:
+        state = success (validators kept), next check scheduled; done
+    feed     = parse_feed(body, headers, final_url)   ParseError -> failure recorded
+    articles = normalize_entry(e) for each entry      an entry that fails is logged and skipped
+    new, changed = split by id against the store     the same item again is no new article
+    archive.write_article(each new or changed)       atomic; first, so a kill never leaves a
+                                                     stored article without its file
+    store.add_articles(new); store.upsert(changed)   one transaction for the new ones
+    state = success, next check from interval, ttl, max-age, skipHours/Days
+
+Never raises for a source's own trouble: a bad feed becomes the source's error state, and the
+other sources go on. Does not schedule (the daemon does) and reads no clock (``now`` is given).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from watcher import archive
+from watcher.errors import ArchiveError, FetchError, ParseError, StoreError
+from watcher.log import log_event
+from watcher.models import Article, FetchResult, ParsedFeed, SourceState
+from watcher.normalize import normalize_entry
+from watcher.parse import parse_feed
+from watcher.polling import (
+    PollPolicy,
+    next_check_after_success,
+    state_after_failure,
+    state_after_success,
+)
+from watcher.settings import SourceSettings
+from watcher.store import Store
+
+log = logging.getLogger("watcher.pipeline")
+
+Fetch = Callable[[SourceSettings, SourceState], Awaitable[FetchResult]]
+"""Fetch one source given its state (validators, current URL); raises FetchError."""
+
+Outcome = Literal["updated", "not_modified", "unchanged", "failed"]
+
+
+@dataclass
+class PassResult:
+    """What one pass over one source did."""
+
+    source: str
+    outcome: Outcome
+    new: list[Article] = field(default_factory=list)
+    changed: list[Article] = field(default_factory=list)
+    error: str | None = None
+    entry_errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PassContext:
+    """What every pass needs besides its source: the store, where the archive goes, the clock."""
+
+    store: Store
+    fetch: Fetch
+    archive_root: Path | None
+    now: datetime
+    rng: random.Random
+
+
+async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassContext) -> PassResult:
+    """Run one pass over ``source``; its failures end up in its state, never as exceptions."""
+    state = ctx.store.get_source_state(source.name) or SourceState(name=source.name)
+    try:
+        result = await ctx.fetch(source, state)
+    except FetchError as e:
+        return _failed(source, state, policy, ctx, e.message, e.status, e.retry_after_s)
+    if result.not_modified or result.body is None:
+        return _done(source, state, result, policy, ctx, "not_modified", body_hash=None)
+    body_hash = hashlib.blake2b(result.body, digest_size=16).hexdigest()
+    if body_hash == state.body_hash:
+        return _done(source, state, result, policy, ctx, "unchanged", body_hash=body_hash)
+    try:
+        feed = parse_feed(result.body, result.headers, result.final_url)
+    except ParseError as e:
+        return _failed(source, state, policy, ctx, e.message, result.status, None)
+    passed = PassResult(source.name, "updated")
+    articles = _normalize_all(source, feed, ctx.now, passed)
+    try:
+        _split_and_save(articles, ctx, passed)
+    except ArchiveError as e:  # the archive folder is unwritable: the source cannot progress
+        return _failed(source, state, policy, ctx, str(e), result.status, None)
+    next_at = next_check_after_success(policy, ctx.now, ctx.rng, result=result, feed=feed)
+    after = state_after_success(
+        state, result, next_at, body_hash=body_hash, configured_url=source.url
+    )
+    ctx.store.put_source_state(after)
+    log_event(log, logging.INFO, "source updated", source=source.name, new=len(passed.new),
+              changed=len(passed.changed), entries=len(feed.entries))  # fmt: skip
+    return passed
+
+
+def _normalize_all(
+    source: SourceSettings, feed: ParsedFeed, now: datetime, passed: PassResult
+) -> list[Article]:
+    articles: list[Article] = []
+    for index, entry in enumerate(feed.entries):
+        try:
+            articles.append(normalize_entry(entry, feed, source, now=now))
+        except (ValueError, ParseError) as e:
+            passed.entry_errors.append(f"entry {index}: {e}")
+    by_id = {a.id: a for a in articles}  # a feed listing one item twice yields it once
+    return list(by_id.values())
+
+
+def _split_and_save(articles: list[Article], ctx: PassContext, passed: PassResult) -> None:
+    known = ctx.store.known_ids(a.id for a in articles)
+    for article in articles:
+        if article.id not in known:
+            passed.new.append(article)
+            continue
+        stored = ctx.store.get_article(article.id)
+        if stored is not None and article.published_confidence == "missing":
+            # An item with no date is stamped with the fetch time: keep the first one seen,
+            # or every pass would look like a change.
+            article = article.model_copy(update={"published_at": stored.published_at})
+        if _has_changed(stored, article):
+            passed.changed.append(article)
+    if ctx.archive_root is not None:
+        for article in [*passed.new, *passed.changed]:
+            archive.write_article(ctx.archive_root, article)
+    ctx.store.add_articles(passed.new)
+    for article in passed.changed:
+        ctx.store.upsert_article(article)
+
+
+def _has_changed(stored: Article | None, fresh: Article) -> bool:
+    if stored is None:
+        return True
+    keys = ("title", "link", "body_html", "head_image", "published_at")
+    return any(getattr(stored, k) != getattr(fresh, k) for k in keys)
+
+
+def _done(
+    source: SourceSettings,
+    state: SourceState,
+    result: FetchResult,
+    policy: PollPolicy,
+    ctx: PassContext,
+    outcome: Outcome,
+    *,
+    body_hash: str | None,
+) -> PassResult:
+    next_at = next_check_after_success(policy, ctx.now, ctx.rng, result=result)
+    after = state_after_success(
+        state, result, next_at, body_hash=body_hash, configured_url=source.url
+    )
+    ctx.store.put_source_state(after)
+    log_event(log, logging.DEBUG, "source not changed", source=source.name, outcome=outcome)
+    return PassResult(source.name, outcome)
+
+
+def _failed(
+    source: SourceSettings,
+    state: SourceState,
+    policy: PollPolicy,
+    ctx: PassContext,
+    message: str,
+    status: int | None,
+    retry_after_s: float | None,
+) -> PassResult:
+    failed = state_after_failure(
+        state, policy, message, ctx.now, ctx.rng, status=status, retry_after_s=retry_after_s
+    )
+    try:
+        ctx.store.put_source_state(failed)
+    except StoreError as e:  # the error is still reported; the store's own trouble is logged
+        log_event(log, logging.ERROR, "source state not saved", source=source.name, error=str(e))
+    log_event(log, logging.WARNING, "source failed", source=source.name, error=message,
+              failures=failed.consecutive_failures, paused=failed.paused)  # fmt: skip
+    return PassResult(source.name, "failed", error=message)
