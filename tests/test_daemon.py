@@ -185,3 +185,33 @@ def test_sigterm_finishes_the_pass_in_flight_and_exits_0(
     with open_store(tmp_path / "data" / "watcher.db") as store:
         assert 3 == store.count_articles()
     assert "daemon stopped" in stderr
+
+
+WIRE = (
+    "<p>俄罗斯总统普京告诉美国总统拜登，引入新的前所未有的制裁可能导致两国关系彻底破裂。"
+    "在俄罗斯和西方关系因乌克兰问题持续紧张之际，俄美两国总统于上周四进行电话会议。"
+    "克里姆林宫透露，美国、俄罗斯同意在日内瓦、布鲁塞尔和维也纳分别举行三次安全会谈，"
+    "双方会谈将于1月9日开始。普京的助理说，会谈的重点是行动和指标，而不是空谈。</p>"
+)
+
+
+def test_the_same_wire_story_from_two_outlets_is_one_story(
+    feed_server: FeedServer, store: Store, tmp_path: Path
+) -> None:
+    """Two outlets carrying one wire story make one story with both outlets; one archive file
+    with archive_first_only."""
+    feed_server.feed("/one.xml", rss([("w1", "普京警告拜登", WIRE)]))
+    feed_server.feed("/two.xml", rss([("w2", "普京严厉警告拜登！", WIRE)]))
+    config = write_settings(tmp_path, feed_server, "/one.xml", "/two.xml")
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            "[[sources]]", "[dedup]\narchive_first_only = true\n[[sources]]", 1
+        ),
+        encoding="utf-8",
+    )
+    settings = load_settings(config, env={})
+    results = {r.source: r for r in asyncio.run(_poll(settings, store))}
+    stories = list(store.iter_stories())
+    assert (1, ["one", "two"]) == (len(stories), sorted(stories[0].outlets))
+    assert 1 == sum(r.duplicates for r in results.values())
+    assert 1 == len(list(settings.archive_path.rglob("*.md")))

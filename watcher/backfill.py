@@ -7,8 +7,9 @@
         articles = archive.parse(new texts)       in worker processes; a bad file is reported
         store.add_articles(articles)              here, one writer, one transaction per chunk
         progress(counts)
+    assign_stories()                              every stored article without a story yet
 
-Does not send alerts, assign stories (a later issue) or write the archive.
+Does not send alerts or write the archive.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class BackfillReport:
     known: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    storied: int = 0  # articles put into stories at the end of the run
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -94,11 +96,14 @@ def backfill(
     progress: ProgressCallback | None = None,
     chunk_size: int = CHUNK,
     workers: int | None = None,
+    assign_stories: Callable[[], int] | None = None,
 ) -> BackfillReport:
     """Import ``files`` into ``store``; a file that fails is reported and the rest go on.
 
     ``workers`` processes parse while this one reads, checks ids and writes (the store keeps
     one writer). None: one per core for a run of several chunks; 1: parse in this process.
+    ``assign_stories`` then puts every stored article that has no story yet into one (so a
+    run killed before it is caught up by the next) and returns how many it assigned.
     """
     report = BackfillReport(total=len(files))
     chunks = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
@@ -116,6 +121,8 @@ def backfill(
                 _store_chunk(store, parsing.popleft().result(), report, progress)
         while parsing:
             _store_chunk(store, parsing.popleft().result(), report, progress)
+    if assign_stories is not None:
+        report.storied = assign_stories()
     return report
 
 

@@ -28,7 +28,7 @@ from watcher.models import ArchiveFormat, SourceState
 from watcher.pipeline import PassResult
 from watcher.settings import Settings, SourceSettings, load_settings, parse_duration
 from watcher.store import Store, open_store
-from watcher.stories import restory, story_json, story_lines
+from watcher.stories import StoryAssigner, restory, story_json, story_lines
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("watcher.cli")
@@ -126,7 +126,8 @@ def run_backfill(args: argparse.Namespace, settings: Settings) -> int:
     show = _progress_printer(sys.stderr, enabled=not args.no_progress)
     log_event(log, logging.INFO, "backfill started", files=len(files))
     with _open(settings) as store:
-        report = backfill(store, files, progress=show)
+        stories = StoryAssigner(store, settings.dedup)
+        report = backfill(store, files, progress=show, assign_stories=stories.assign_pending)
     _print_summary(report, sys.stdout)
     log_event(
         log,
@@ -168,6 +169,8 @@ def _print_summary(report: BackfillReport, stream: TextIO) -> None:
         f"in {time.monotonic() - report.started_at:.1f}s",
         file=stream,
     )
+    if report.storied:
+        print(f"stories: {report.storied} articles assigned", file=stream)
     for _, reason in report.failures:
         print(f"failed: {reason}", file=stream)
     for _, reason in report.skipped:

@@ -25,10 +25,12 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watcher.log import log_event
+from watcher.models import Article
 from watcher.pipeline import Fetch, PassContext, PassResult, poll_source
 from watcher.polling import PollPolicy
 from watcher.settings import Settings, SourceSettings
 from watcher.store import Store
+from watcher.stories import StoryAssigner
 
 log = logging.getLogger("watcher.daemon")
 Clock = Callable[[], datetime]
@@ -52,6 +54,7 @@ class Daemon:
 
     def __post_init__(self) -> None:
         self._rng = self.rng or random.Random()
+        self._stories = StoryAssigner(self.store, self.settings.dedup)
         self._inflight: set[asyncio.Task[PassResult]] = set()
         self._stopping = False
         self._scheduler: AsyncIOScheduler | None = None
@@ -62,7 +65,14 @@ class Daemon:
 
     def _context(self) -> PassContext:
         root: Path = self.settings.archive_path
-        return PassContext(self.store, self.fetch, root, self.clock(), self._rng)
+        return PassContext(
+            self.store, self.fetch, root, self.clock(), self._rng,
+            assign_stories=self._assign_stories,
+            archive_first_only=self.settings.dedup.archive_first_only,
+        )  # fmt: skip
+
+    def _assign_stories(self, articles: list[Article]) -> set[str]:
+        return {a.article_id for a in self._stories.assign(articles) if a.starts_story}
 
     async def poll(self, names: Iterable[str] | None = None) -> list[PassResult]:
         """One pass now over the named sources (default: every enabled one), due or not."""
@@ -89,6 +99,9 @@ class Daemon:
         """Poll every enabled source on its schedule until ``stop`` is set or a signal arrives."""
         stop = stop or asyncio.Event()
         self._install_signal_handlers(stop)
+        caught_up = self._stories.assign_pending()  # stored before a kill, not yet assigned
+        if caught_up:
+            log_event(log, logging.INFO, "stories caught up", articles=caught_up)
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.start()
         sources = [s for s in self.settings.sources if s.enabled]

@@ -10,6 +10,7 @@
     archive.write_article(each new or changed)       atomic; first, so a kill never leaves a
                                                      stored article without its file
     store.add_articles(new); store.upsert(changed)   one transaction for the new ones
+    assign_stories(new)                              near-duplicates join their story
     state = success, next check from interval, ttl, max-age, skipHours/Days
 
 Never raises for a source's own trouble: a bad feed becomes the source's error state, and the
@@ -60,17 +61,30 @@ class PassResult:
     changed: list[Article] = field(default_factory=list)
     error: str | None = None
     entry_errors: list[str] = field(default_factory=list)
+    duplicates: int = 0  # new articles that joined an existing story
+
+
+AssignStories = Callable[[list[Article]], set[str]]
+"""Put newly stored articles into stories; return the ids of those that start a story."""
 
 
 @dataclass(frozen=True)
 class PassContext:
-    """What every pass needs besides its source: the store, where the archive goes, the clock."""
+    """What every pass needs besides its source: the store, where the archive goes, the clock.
+
+    ``assign_stories`` runs after the store commit. With ``archive_first_only`` the archive
+    gets only the articles that start a story, so it is written after the assignment; else
+    the archive file is written before the store commit, so a kill never leaves a stored
+    article without its file.
+    """
 
     store: Store
     fetch: Fetch
     archive_root: Path | None
     now: datetime
     rng: random.Random
+    assign_stories: AssignStories | None = None
+    archive_first_only: bool = False
 
 
 async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassContext) -> PassResult:
@@ -131,12 +145,23 @@ def _split_and_save(articles: list[Article], ctx: PassContext, passed: PassResul
             article = article.model_copy(update={"published_at": stored.published_at})
         if _has_changed(stored, article):
             passed.changed.append(article)
-    if ctx.archive_root is not None:
-        for article in [*passed.new, *passed.changed]:
-            archive.write_article(ctx.archive_root, article)
+    first_only = ctx.archive_first_only and ctx.assign_stories is not None
+    if not first_only:
+        _archive(ctx, [*passed.new, *passed.changed])
     ctx.store.add_articles(passed.new)
     for article in passed.changed:
         ctx.store.upsert_article(article)
+    if ctx.assign_stories is not None and passed.new:
+        starting = ctx.assign_stories(passed.new)
+        passed.duplicates = len(passed.new) - len(starting)
+        if first_only:
+            _archive(ctx, [*(a for a in passed.new if a.id in starting), *passed.changed])
+
+
+def _archive(ctx: PassContext, articles: list[Article]) -> None:
+    if ctx.archive_root is not None:
+        for article in articles:
+            archive.write_article(ctx.archive_root, article)
 
 
 def _has_changed(stored: Article | None, fresh: Article) -> bool:
