@@ -273,3 +273,17 @@ def test_lsh_index_finds_items_before_and_after_merges() -> None:
     index.insert(3000, signatures[6])  # a copy of item 6
     found = [index.query(signatures[k]) for k in (5, 6, 2999)]
     assert ([set(), {6, 3000}, {2999}], 2000) == (found, len(index) - 1000)
+
+
+def test_index_forgets_an_item_removed_while_pending() -> None:
+    """An item removed before its merge never comes back from a later query."""
+    from watcher.dedupe import LshIndex
+
+    signer = Signer(DedupSettings())
+    text = "俄罗斯总统普京告诉美国总统拜登，引入新的前所未有的制裁可能导致两国关系彻底破裂。" * 3
+    signature = signer.sign("", text)
+    index = LshIndex()
+    index.insert(1, signature)
+    index.remove(1)
+    index.insert_many([2], [signature])  # forces a merge
+    assert {2} == index.query(signature)

@@ -550,6 +550,8 @@ class LshIndex:
         if self._dead:
             alive = ~np.isin(items, np.fromiter(self._dead, dtype=np.int64))
             keys, items = keys[alive], items[alive]
+            # an item removed while still pending must not come back with the merge
+            self._pending_items = [(k, b) for k, b in self._pending_items if k not in self._dead]
             self._dead.clear()
         if self._pending_items:
             new_keys = np.concatenate([bands for _, bands in self._pending_items])
