@@ -10,7 +10,9 @@ import pytest
 
 from watcher import archive
 from watcher.backfill import BackfillReport, backfill, find_dump_files
+from watcher.settings import DedupSettings
 from watcher.store import Store, open_store
+from watcher.stories import StoryAssigner
 
 from .conftest import CORPUS, DATA, corpus_files
 
@@ -117,15 +119,19 @@ def test_progress_reports_every_chunk(store: Store, dumps: Path) -> None:
 
 
 def test_whole_corpus(store: Store) -> None:
-    """The whole shared corpus imports with no failure, and only SOURCES.md-like files skip."""
+    """The whole shared corpus imports with no failure, only SOURCES.md skips, and every
+    article lands in a story (fewer stories than articles: the corpus has copies)."""
     files = corpus_files()
-    report = backfill(store, find_dump_files([CORPUS]))
+    stories = StoryAssigner(store, DedupSettings())
+    report = backfill(store, find_dump_files([CORPUS]), assign_stories=stories.assign_pending)
     skipped = [Path(p).name for p, _ in report.skipped]
     assert ([], len(files), ["SOURCES.md"]) == (
         report.failures,
         report.imported + report.known,
         skipped,
     )
+    assert report.imported == report.storied
+    assert 0 < store.count_stories() < report.imported
 
 
 def test_worker_processes_give_the_same_result(tmp_path: Path, dumps: Path) -> None:
