@@ -13,7 +13,7 @@ from watcher.cli import main
 from watcher.models import Article
 from watcher.settings import DedupSettings
 from watcher.store import Store, open_store
-from watcher.stories import Assignment, StoryAssigner, restory, should_archive
+from watcher.stories import StoryAssigner, restory
 
 from .conftest import DATA
 
@@ -72,14 +72,6 @@ def test_restory_applies_new_thresholds(tmp_path: Path) -> None:
         StoryAssigner(store, DedupSettings()).assign(articles)
         strict = DedupSettings(threshold=1.0, containment=1.0, containment_min_shingles=10**9)
         assert (1, 2) == restory(store, strict)
-
-
-@pytest.mark.parametrize(("first_only", "expected"), [(False, [True, True]), (True, [True, False])])
-def test_archive_first_only(first_only: bool, expected: list[bool]) -> None:
-    """archive_first_only keeps only the article that starts a story."""
-    settings = DedupSettings(archive_first_only=first_only)
-    assignments = [Assignment("a", "a", None, 1.0), Assignment("b", "a", "a", 0.9)]
-    assert expected == [should_archive(a, settings) for a in assignments]
 
 
 def _config(tmp_path: Path) -> Path:

@@ -54,11 +54,6 @@ class Assignment:
         return self.matched_id is None
 
 
-def should_archive(assignment: Assignment, settings: DedupSettings) -> bool:
-    """Whether the archive writer writes this article (``archive_first_only``: firsts only)."""
-    return assignment.starts_story or not settings.archive_first_only
-
-
 def matching_input(article: Article) -> tuple[str, str]:
     """The (title, visible text) an article is matched on."""
     text = article.text or (html_to_text(article.body_html) if article.body_html else "")
@@ -135,11 +130,6 @@ class StoryAssigner:
         if article.published_at is not None:
             day = article.published_at.astimezone(UTC).date()
             self._days.setdefault(day, []).append(article.id)
-
-
-def assign_stories(store: Store, articles: Iterable[Article], settings: DedupSettings) -> int:
-    """One-shot: assign these (newly stored) articles; return how many got a story."""
-    return len(StoryAssigner(store, settings).assign(articles))
 
 
 def restory(store: Store, settings: DedupSettings) -> tuple[int, int]:
