@@ -1,0 +1,324 @@
+"""Keyword rules: compiled once from ``[[rules]]``, then matched against stories; pure.
+
+    rules   = compile_rules(settings.rules)          # once; a bad pattern is a ConfigError
+    matches = match_story(rules, view, now=now)      # StoryView -> one Match per rule that fires
+
+How a rule decides, in this order; the first step that fails means "no match":
+
+1. Scope. When ``sources`` is given, some member of the story came from one of them; likewise
+   ``outlets`` and ``categories`` (compared folded, see 6). Every list given must be satisfied.
+2. Reach. The story has been carried by at least ``min_outlets`` distinct outlets.
+3. Exclude wins. No ``exclude`` term is found, whatever else is.
+4. All. Every ``all`` term is found.
+5. Any. When ``any`` or ``regex`` is given, at least one ``any`` term or ``regex`` pattern is
+   found (the patterns are alternatives to the keywords). A rule with only ``all`` skips this.
+
+How a term is found:
+
+6. Folding. Text and terms are NFKC-normalized, lower-cased and converted Traditional to
+   Simplified (OpenCC t2s): ``烏克蘭`` finds ``乌克兰``, ``ＵＫＲＡＩＮＥ`` finds ``Ukraine``.
+7. Edges. A term edge that is a Latin letter or digit must sit on a word boundary
+   (``Ukraine`` does not find ``Ukrainian``, ``G7`` does not find ``G77``); a CJK edge needs
+   none (``乌克兰`` finds ``乌克兰局势``; ``iPhone`` finds ``新iPhone发布``).
+8. Words and phrases. An unquoted term of several words is found when each word is found,
+   anywhere in the fields searched; a quoted term (``'"climate change"'``) only as that phrase,
+   its words in order with any run of whitespace between them.
+9. Fields. Terms are searched in ``title`` and ``text`` unless ``fields`` names others
+   (``outlet``, ``categories``, ``link``); a term found in any searched field counts.
+10. Patterns. A ``regex`` pattern is searched case-insensitively in the folded text of each
+    field; the pattern itself is converted to Simplified, and it sees ASCII punctuation (NFKC
+    turns ``（`` into ``(``).
+
+Each Match names the terms found (the rule's own spelling, in the rule's order: ``all``, then
+``any``, then ``regex``) and where they are in the original title and text, for highlighting.
+
+What this module does not do: it reads no store and no settings file, sends nothing, keeps no
+state between calls and does not decide whether a story already alerted (the outbox does).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache, cached_property
+
+import opencc
+
+from watcher.errors import ConfigError
+from watcher.models import Highlight, Match, RuleField, StoryView
+from watcher.settings import RuleSettings
+
+MAX_HIGHLIGHTS = 50
+"""Spans kept per field and rule: enough to mark a title and an excerpt."""
+
+_CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
+_BEFORE = rf"(?<![^\W_{_CJK}])"  # no Latin letter or digit just before
+_AFTER = rf"(?![^\W_{_CJK}])"  # ... or just after
+_LATIN = re.compile(rf"[^\W_{_CJK}]")
+_SEPARATOR = "\x00"  # between outlets (or categories): no phrase or word runs across it
+_HIGHLIGHTED: tuple[RuleField, ...] = ("title", "text")
+
+
+# --- folding --------------------------------------------------------------------------------------
+
+
+@cache
+def _converter() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    """OpenCC t2s: Traditional characters and phrases to Simplified."""
+    return str(_converter().convert(text)) if text else text
+
+
+def fold(text: str) -> str:
+    """``text`` as rules compare it: NFKC, lower case, Simplified."""
+    return to_simplified(unicodedata.normalize("NFKC", text).lower())
+
+
+def fold_with_offsets(text: str) -> tuple[str, list[int]] | None:
+    """``fold(text)`` built so that each folded character knows its original offset.
+
+    Returns (folded, owners) with ``owners[i]`` the index in ``text`` of folded character
+    ``i``; None in the rare text whose Simplified form changes length (no highlights then).
+    """
+    lowered = text.lower()
+    if len(lowered) == len(text) and unicodedata.is_normalized("NFKC", text):
+        folded, owners = lowered, list(range(len(text)))
+    else:
+        pieces = [unicodedata.normalize("NFKC", c).lower() for c in text]
+        folded = "".join(pieces)
+        owners = [i for i, piece in enumerate(pieces) for _ in piece]
+    simplified = to_simplified(folded)
+    if len(simplified) != len(folded):
+        simplified = "".join(to_simplified(c) for c in folded)
+        if len(simplified) != len(folded):
+            return None
+    return simplified, owners
+
+
+# --- compiling ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Term:
+    """A term as configured, and the patterns that must all be found for it to count."""
+
+    text: str
+    patterns: tuple[re.Pattern[str], ...]
+
+    def is_found(self, haystacks: Iterable[str]) -> bool:
+        """True when every pattern is found in at least one of ``haystacks``."""
+        texts = tuple(haystacks)
+        return all(any(p.search(t) for t in texts) for p in self.patterns)
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A ``[[rules]]`` entry ready to match: terms compiled, scope folded."""
+
+    name: str
+    any: tuple[Term, ...]
+    all: tuple[Term, ...]
+    exclude: tuple[Term, ...]
+    regex: tuple[Term, ...]
+    fields: tuple[RuleField, ...]
+    sources: frozenset[str]
+    outlets: frozenset[str]
+    categories: frozenset[str]
+    min_outlets: int
+    channels: tuple[str, ...]
+
+
+def compile_rules(rules: Sequence[RuleSettings]) -> list[CompiledRule]:
+    """Compile every rule once; a pattern Python cannot compile is a ConfigError naming it."""
+    return [compile_rule(rule, index) for index, rule in enumerate(rules)]
+
+
+def compile_rule(rule: RuleSettings, index: int = 0) -> CompiledRule:
+    """Compile one rule; ``index`` is its place in ``[[rules]]`` (for the error's key)."""
+    return CompiledRule(
+        name=rule.name,
+        any=_terms(rule.any, f"rules.{index}.any"),
+        all=_terms(rule.all, f"rules.{index}.all"),
+        exclude=_terms(rule.exclude, f"rules.{index}.exclude"),
+        regex=tuple(_compile_pattern(rule, index, j) for j in range(len(rule.regex))),
+        fields=tuple(dict.fromkeys(rule.fields)),
+        sources=frozenset(rule.sources),
+        outlets=frozenset(fold(o).strip() for o in rule.outlets),
+        categories=frozenset(fold(c).strip() for c in rule.categories),
+        min_outlets=rule.min_outlets,
+        channels=rule.channels,
+    )
+
+
+def _terms(terms: Sequence[str], key: str) -> tuple[Term, ...]:
+    compiled = []
+    for j, term in enumerate(terms):
+        try:
+            compiled.append(compile_term(term))
+        except ValueError as e:
+            raise ConfigError(f"{key}.{j}", str(e)) from e
+    return tuple(compiled)
+
+
+def compile_term(term: str) -> Term:
+    """A keyword, several words (each must be found) or a "quoted phrase" as patterns.
+
+    ValueError when nothing is left to look for once the term is folded.
+    """
+    stripped = term.strip()
+    quoted = len(stripped) >= 2 and stripped[0] == stripped[-1] == '"'
+    words = fold(stripped[1:-1] if quoted else stripped).split()
+    if not words:
+        raise ValueError(f"the term {term!r} has nothing to look for")
+    if quoted:
+        return Term(term, (_words_pattern(words),))
+    return Term(term, tuple(dict.fromkeys(_words_pattern([w]) for w in words)))
+
+
+def _words_pattern(words: Sequence[str]) -> re.Pattern[str]:
+    """Words in order, whitespace between; word boundaries at Latin edges only."""
+    head = _BEFORE if _LATIN.match(words[0][0]) else ""
+    tail = _AFTER if _LATIN.match(words[-1][-1]) else ""
+    return re.compile(head + r"\s+".join(re.escape(w) for w in words) + tail)
+
+
+def _compile_pattern(rule: RuleSettings, index: int, j: int) -> Term:
+    pattern = rule.regex[j]
+    try:
+        compiled = re.compile(to_simplified(pattern), re.IGNORECASE)
+    except re.error as e:
+        key = f"rules.{index}.regex.{j}"
+        raise ConfigError(key, f"rule {rule.name!r}: not a regular expression: {e}") from e
+    return Term(pattern, (compiled,))
+
+
+# --- matching -------------------------------------------------------------------------------------
+
+
+class _Folded:
+    """The fields of one StoryView, folded on first use and shared by every rule."""
+
+    def __init__(self, view: StoryView) -> None:
+        self.view = view
+        self._fields: dict[RuleField, str] = {}
+        self._mapped: dict[RuleField, tuple[str, list[int]] | None] = {}
+
+    @cached_property
+    def outlets(self) -> frozenset[str]:
+        return frozenset(fold(o).strip() for o in self.view.outlets)
+
+    @cached_property
+    def categories(self) -> frozenset[str]:
+        return frozenset(fold(c).strip() for c in self.view.categories)
+
+    def field(self, name: RuleField) -> str:
+        if name not in self._fields:
+            self._fields[name] = fold(_raw_field(self.view, name))
+        return self._fields[name]
+
+    def haystacks(self, fields: Iterable[RuleField]) -> tuple[str, ...]:
+        return tuple(self.field(f) for f in fields)
+
+    def mapped(self, name: RuleField) -> tuple[str, list[int]] | None:
+        """The field folded with offsets into the original (for highlights)."""
+        if name not in self._mapped:
+            raw = _raw_field(self.view, name)
+            self._mapped[name] = fold_with_offsets(raw) if raw else None
+        return self._mapped[name]
+
+
+def _raw_field(view: StoryView, name: RuleField) -> str:
+    if name == "outlet":
+        return _SEPARATOR.join(view.outlets)
+    if name == "categories":
+        return _SEPARATOR.join(view.categories)
+    if name == "link":
+        return view.link or ""
+    return view.title if name == "title" else view.text
+
+
+def match_story(rules: Sequence[CompiledRule], view: StoryView, *, now: datetime) -> list[Match]:
+    """One Match per rule that fires on ``view``, in the rules' order (see the module doc)."""
+    folded = _Folded(view)
+    matches = []
+    for rule in rules:
+        found = _found_terms(rule, folded)
+        if found is not None:
+            matches.append(_match(rule, folded, found, now))
+    return matches
+
+
+def _is_in_scope(rule: CompiledRule, folded: _Folded) -> bool:
+    view = folded.view
+    return (
+        (not rule.sources or not rule.sources.isdisjoint(view.sources))
+        and (not rule.outlets or not rule.outlets.isdisjoint(folded.outlets))
+        and (not rule.categories or not rule.categories.isdisjoint(folded.categories))
+        and (rule.min_outlets <= 1 or len(set(view.outlets)) >= rule.min_outlets)
+    )
+
+
+def _found_terms(rule: CompiledRule, folded: _Folded) -> list[Term] | None:
+    """The terms that make ``rule`` fire, steps 1-5 of the module doc; None if it does not."""
+    if not _is_in_scope(rule, folded):
+        return None
+    haystacks = folded.haystacks(rule.fields)
+    if any(term.is_found(haystacks) for term in rule.exclude):
+        return None
+    if not all(term.is_found(haystacks) for term in rule.all):
+        return None
+    alternatives = [t for t in (*rule.any, *rule.regex) if t.is_found(haystacks)]
+    if (rule.any or rule.regex) and not alternatives:
+        return None
+    return [*rule.all, *alternatives]
+
+
+def _match(rule: CompiledRule, folded: _Folded, found: list[Term], now: datetime) -> Match:
+    view = folded.view
+    searched = [f for f in _HIGHLIGHTED if f in rule.fields]
+    highlights = [h for f in searched for h in _highlights(f, folded.mapped(f), found)]
+    return Match(
+        rule=rule.name,
+        story_id=view.story_id,
+        article_id=view.article_id,
+        terms=tuple(t.text for t in found),
+        highlights=tuple(highlights),
+        outlet_count=len(set(view.outlets)),
+        matched_at=now,
+    )
+
+
+def _highlights(
+    field: RuleField, mapped: tuple[str, list[int]] | None, found: Sequence[Term]
+) -> Iterator[Highlight]:
+    """Spans of the original field where the found terms occur, merged, at most MAX_HIGHLIGHTS."""
+    if mapped is None:
+        return
+    folded, owners = mapped
+    spans: list[tuple[int, int, str]] = []
+    for term in found:
+        for pattern in term.patterns:
+            for hit in itertools.islice(pattern.finditer(folded), MAX_HIGHLIGHTS):
+                if hit.end() > hit.start():
+                    spans.append((owners[hit.start()], owners[hit.end() - 1] + 1, term.text))
+    for start, end, text in _merged(spans)[:MAX_HIGHLIGHTS]:
+        yield Highlight(field=field, start=start, end=end, term=text)
+
+
+def _merged(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Overlapping spans joined (the first term named), sorted by start."""
+    merged: list[tuple[int, int, str]] = []
+    for start, end, text in sorted(spans):
+        if merged and start < merged[-1][1]:
+            last = merged[-1]
+            merged[-1] = (last[0], max(last[1], end), last[2])
+        else:
+            merged.append((start, end, text))
+    return merged
