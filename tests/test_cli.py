@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
@@ -427,3 +428,34 @@ def test_sources_table(tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFix
         rows[3][:2],
     )
     assert ["3", "0", "HTTP", "503"] == rows[2][-4:]
+
+
+class _Terminal(io.StringIO):
+    """A text stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_on_a_terminal(dumps: Path, config: Path) -> None:
+    """On a terminal, backfill redraws one progress line per chunk and ends it with a newline."""
+    from watcher.backfill import backfill, find_dump_files
+    from watcher.cli import _progress_printer, _story_progress
+    from watcher.settings import DedupSettings
+    from watcher.stories import StoryAssigner
+
+    terminal = _Terminal()
+    with open_store(config.parent / "p.db") as store:
+        stories = StoryAssigner(store, DedupSettings())
+        backfill(
+            store,
+            find_dump_files([dumps]),
+            progress=_progress_printer(terminal, enabled=True),
+            chunk_size=5,
+            assign_stories=lambda: stories.assign_pending(_story_progress(terminal, enabled=True)),
+        )
+    text = terminal.getvalue()
+    assert text.startswith(f"\r5/{N_DUMPS} files  imported 5  known 0  failed 0")
+    assert f"\r{N_DUMPS}/{N_DUMPS} files  imported {N_DUMPS}" in text
+    assert text.endswith(f"\rstories: {N_DUMPS}/{N_DUMPS} articles\n")
+    assert 2 == text.count("\n")

@@ -127,7 +127,10 @@ def run_backfill(args: argparse.Namespace, settings: Settings) -> int:
     log_event(log, logging.INFO, "backfill started", files=len(files))
     with _open(settings) as store:
         stories = StoryAssigner(store, settings.dedup)
-        report = backfill(store, files, progress=show, assign_stories=stories.assign_pending)
+        shown = _story_progress(sys.stderr, enabled=not args.no_progress)
+        report = backfill(
+            store, files, progress=show, assign_stories=lambda: stories.assign_pending(shown)
+        )
     _print_summary(report, sys.stdout)
     log_event(
         log,
@@ -141,23 +144,45 @@ def run_backfill(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_PARTIAL if report.failures else EXIT_OK
 
 
-def _progress_printer(stream: TextIO, *, enabled: bool) -> Callable[[BackfillReport], None]:
+class _Progress:
     """A progress line redrawn in place on a TTY; a log event every 5 s otherwise."""
-    last = [0.0]
+
+    def __init__(self, stream: TextIO, *, enabled: bool) -> None:
+        self.stream, self.enabled, self.last = stream, enabled, 0.0
+
+    def show(self, line: str, *, finished: bool, event: str, **kv: object) -> None:
+        """Redraw ``line``, or log ``event`` with ``kv`` when the stream is no terminal."""
+        if self.stream.isatty():
+            if self.enabled:
+                print(f"\r{line}", end="\n" if finished else "", file=self.stream, flush=True)
+        elif finished or time.monotonic() - self.last >= 5:
+            self.last = time.monotonic()
+            log_event(log, logging.INFO, event, **kv)
+
+
+def _progress_printer(stream: TextIO, *, enabled: bool) -> Callable[[BackfillReport], None]:
+    """Backfill progress: files done, imported, known, failed and the rate."""
+    progress = _Progress(stream, enabled=enabled)
 
     def show(report: BackfillReport) -> None:
         line = (
             f"{report.done}/{report.total} files  imported {report.imported}  "
             f"known {report.known}  failed {len(report.failures)}  {report.rate:,.0f} files/s"
         )
-        if stream.isatty():
-            if enabled:
-                end = "\n" if report.done >= report.total else ""
-                print(f"\r{line}", end=end, file=stream, flush=True)
-        elif time.monotonic() - last[0] >= 5 or report.done >= report.total:
-            last[0] = time.monotonic()
-            log_event(log, logging.INFO, "backfill progress", done=report.done, total=report.total,
-                      imported=report.imported, rate=round(report.rate))  # fmt: skip
+        progress.show(line, finished=report.done >= report.total, event="backfill progress",
+                      done=report.done, total=report.total, imported=report.imported,
+                      rate=round(report.rate))  # fmt: skip
+
+    return show
+
+
+def _story_progress(stream: TextIO, *, enabled: bool) -> Callable[[int, int], None]:
+    """Story assignment progress: articles done of those without a story."""
+    progress = _Progress(stream, enabled=enabled)
+
+    def show(done: int, total: int) -> None:
+        progress.show(f"stories: {done}/{total} articles", finished=done >= total,
+                      event="stories progress", done=done, total=total)  # fmt: skip
 
     return show
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
@@ -95,11 +95,17 @@ class StoryAssigner:
             self.store.save_stories(sig_rows, members)
         return done
 
-    def assign_pending(self) -> int:
-        """Assign every stored article that has no story yet; return how many."""
+    def assign_pending(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Assign every stored article that has no story yet; return how many.
+
+        ``progress(done, total)`` is called after each batch.
+        """
+        ids = self.store.unassigned_article_ids()
         count = 0
-        for chunk in _chunks(_articles(self.store, self.store.unassigned_article_ids()), BATCH):
+        for chunk in _chunks(_articles(self.store, ids), BATCH):
             count += len(self.assign(chunk))
+            if progress is not None:
+                progress(count, len(ids))
         return count
 
     def _load_around(self, at: datetime | None) -> None:
