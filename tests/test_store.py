@@ -337,6 +337,9 @@ ALL_TABLES = {
     "stories",
     "story_members",
     "signatures",
+    "matches",
+    "alerts",
+    "rule_checks",
 }
 
 

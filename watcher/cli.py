@@ -13,21 +13,27 @@ import json
 import logging
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from watcher import __version__, archive
+from watcher.alerting import Alerting, firing_lines, replay, sample_alert
+from watcher.alerts import Notifier, open_notifier
 from watcher.backfill import BackfillReport, backfill, find_dump_files
 from watcher.daemon import Daemon
-from watcher.errors import ArchiveError, ConfigError, WatcherError
+from watcher.errors import ArchiveError, ConfigError, DeliveryError, WatcherError
 from watcher.fetch import Fetcher
 from watcher.log import log_event, setup_logging
-from watcher.models import ArchiveFormat, SourceState
+from watcher.models import Alert, ArchiveFormat, SourceState
+from watcher.outbox import alert_json, alert_lines
 from watcher.pipeline import PassResult
+from watcher.rules import compile_rules
 from watcher.settings import Settings, SourceSettings, load_settings, parse_duration
 from watcher.store import Store, open_store
+from watcher.store.rows import OutboxState
 from watcher.stories import StoryAssigner, restory, story_json, story_lines
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
@@ -48,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmd = commands.add_parser("backfill", help="import news-dump folders into the store")
     cmd.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="folders (or files)")
     cmd.add_argument("--no-progress", action="store_true", help="no progress line on a TTY")
+    cmd.add_argument(
+        "--alerts", action="store_true", help="run the rules on the imported stories, queue alerts"
+    )
     cmd.set_defaults(run=run_backfill)
 
     cmd = commands.add_parser("export", help="write stored articles as a dump archive")
@@ -83,9 +92,36 @@ def build_parser() -> argparse.ArgumentParser:
     cmd = commands.add_parser("restory", help="recompute every story (after a [dedup] change)")
     cmd.set_defaults(run=run_restory)
 
+    _add_alert_commands(commands)
+
     cmd = commands.add_parser("check-config", help="load the config and report what it holds")
     cmd.set_defaults(run=run_check_config)
     return parser
+
+
+def _add_alert_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = commands.add_parser("alerts", help="the alert outbox: pending, sent, failed (and why)")
+    cmd.add_argument("--state", choices=["pending", "sending", "sent", "failed"])
+    cmd.add_argument("--channel", metavar="NAME", help="only alerts to this channel")
+    cmd.add_argument("--rule", metavar="NAME", help="only alerts of this rule")
+    cmd.add_argument("--since", type=_since, metavar="WHEN", help="queued at or after WHEN")
+    cmd.add_argument("--limit", type=int, default=50, metavar="N", help="newest N (0: all)")
+    cmd.add_argument("--json", action="store_true", help="one JSON object per alert and line")
+    cmd.add_argument("--retry", nargs="+", metavar="KEY", help="send these alerts again now")
+    cmd.add_argument("--retry-failed", action="store_true", help="send every failed one again")
+    cmd.set_defaults(run=run_alerts)
+
+    cmd = commands.add_parser("test-alert", help="send a sample alert on a channel now")
+    cmd.add_argument("channel", metavar="CHANNEL", help="the name of a [[channels]] entry")
+    cmd.set_defaults(run=run_test_alert)
+
+    cmd = commands.add_parser("rules", help="keyword rules: try them on stored stories")
+    actions = cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub = actions.add_parser("test", help="print what the rules would have fired, terms marked")
+    sub.add_argument("--since", type=_since_or_all, default="7d", metavar="WHEN",
+                     help="first published at or after WHEN (default 7d; 'all')")  # fmt: skip
+    sub.add_argument("--rule", action="append", metavar="NAME", help="only this rule (repeat)")
+    sub.set_defaults(run=run_rules_test)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,12 +162,12 @@ def run_backfill(args: argparse.Namespace, settings: Settings) -> int:
     show = _progress_printer(sys.stderr, enabled=not args.no_progress)
     log_event(log, logging.INFO, "backfill started", files=len(files))
     with _open(settings) as store:
-        stories = StoryAssigner(store, settings.dedup)
         shown = _story_progress(sys.stderr, enabled=not args.no_progress)
-        report = backfill(
-            store, files, progress=show, assign_stories=lambda: stories.assign_pending(shown)
-        )
+        stories = _BackfillStories(store, settings, shown, alerts=args.alerts)
+        report = backfill(store, files, progress=show, assign_stories=stories)
     _print_summary(report, sys.stdout)
+    if args.alerts:
+        print(f"alerts: {stories.queued} queued (`watcher run` sends them)")
     log_event(
         log,
         logging.INFO,
@@ -142,6 +178,26 @@ def run_backfill(args: argparse.Namespace, settings: Settings) -> int:
         skipped=len(report.skipped),
     )
     return EXIT_PARTIAL if report.failures else EXIT_OK
+
+
+class _BackfillStories:
+    """Backfill's last step: stories for the imported articles, then (``--alerts``) the rules."""
+
+    def __init__(
+        self, store: Store, settings: Settings, shown: Callable[[int, int], None], *, alerts: bool
+    ) -> None:
+        self.store, self.shown, self.queued = store, shown, 0
+        self.stories = StoryAssigner(store, settings.dedup)
+        rules = compile_rules(settings.rules) if alerts else None
+        self.alerting = Alerting(store, rules) if rules is not None else None
+
+    def __call__(self) -> int:
+        """Assign stories to what has none; run the rules on those articles; return assigned."""
+        ids = self.store.unassigned_article_ids() if self.alerting is not None else []
+        assigned = self.stories.assign_pending(self.shown)
+        if self.alerting is not None:
+            self.queued = self.alerting.enqueue_ids(ids)
+        return assigned
 
 
 class _Progress:
@@ -256,6 +312,8 @@ def run_poll(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{result.source}: {result.outcome}: {detail}")
         for article in result.new:
             print(f"  + {article.title}  {article.link or ''}")
+        if result.alerts:
+            print(f"  {result.alerts} alerts queued")
     return EXIT_PARTIAL if any(r.outcome == "failed" for r in results) else EXIT_OK
 
 
@@ -338,6 +396,11 @@ def _since(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _since_or_all(text: str) -> datetime | None:
+    """``--since`` of ``rules test``: as ``_since``, or ``all`` for every story."""
+    return None if text.strip().lower() == "all" else _since(text)
+
+
 def run_stories(args: argparse.Namespace, settings: Settings) -> int:
     """``watcher stories``: stories and their members, as text or JSON lines."""
     with _open(settings) as store:
@@ -355,6 +418,93 @@ def run_restory(args: argparse.Namespace, settings: Settings) -> int:
     with _open(settings) as store:
         before, after = restory(store, settings.dedup)
     print(f"stories recomputed: {before} before, {after} now")
+    return EXIT_OK
+
+
+def run_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    """``watcher alerts``: the outbox, newest last, with each last error; ``--retry``."""
+    with _open(settings) as store:
+        if args.retry or args.retry_failed:
+            return _retry_alerts(store, args.retry)
+        counts = store.count_alerts()
+        entries = store.list_alerts(state=args.state, channel=args.channel, rule=args.rule,
+                                    since=args.since, limit=args.limit or None)  # fmt: skip
+    if args.json:
+        for entry in entries:
+            print(json.dumps(alert_json(entry), ensure_ascii=False))
+        return EXIT_OK
+    states: tuple[OutboxState, ...] = ("pending", "sending", "sent", "failed")
+    print("  ".join(f"{state} {counts.get(state, 0)}" for state in states))
+    for line in alert_lines(entries, {c.name for c in settings.channels}):
+        print(line)
+    return EXIT_OK
+
+
+def _retry_alerts(store: Store, keys: list[str] | None) -> int:
+    """Make the named alerts (by key or a unique prefix of 8+), or every failed one, due now."""
+    resolved: list[str] | None = None
+    if keys:
+        waiting = [e.key for s in ("failed", "pending") for e in store.list_alerts(state=s)]
+        resolved = []
+        for key in keys:
+            found = [k for k in waiting if k.startswith(key.lower())] if len(key) >= 8 else []
+            if len(found) != 1:
+                print(f"watcher: no one failed or pending alert has the key {key!r}",
+                      file=sys.stderr)  # fmt: skip
+                return EXIT_USAGE
+            resolved += found
+    count = store.retry_alerts(resolved, now=datetime.now(UTC))
+    print(f"{count} alerts due now (`watcher run` sends them)")
+    return EXIT_OK
+
+
+def run_test_alert(args: argparse.Namespace, settings: Settings) -> int:
+    """``watcher test-alert CHANNEL``: send a sample alert now; exit 1 with the exact failure."""
+    channel = next((c for c in settings.channels if c.name == args.channel), None)
+    if channel is None:
+        names = ", ".join(c.name for c in settings.channels) or "none"
+        print(f"watcher: no such channel: {args.channel} (configured: {names})", file=sys.stderr)
+        return EXIT_USAGE
+    alert = sample_alert(channel.name, now=datetime.now(UTC))
+    try:
+        asyncio.run(_send_now(open_notifier(channel), alert))
+    except DeliveryError as e:
+        print(f"watcher: test alert not sent: {e}", file=sys.stderr)
+        return EXIT_PARTIAL
+    print(f"sent a test alert on {channel.name} (idempotency key {alert.key})")
+    return EXIT_OK
+
+
+async def _send_now(notifier: Notifier, alert: Alert) -> None:
+    try:
+        await notifier.send(alert)
+    finally:
+        await notifier.aclose()
+
+
+def run_rules_test(args: argparse.Namespace, settings: Settings) -> int:
+    """``watcher rules test``: what the rules would have fired on stored stories, terms marked."""
+    rules = compile_rules(settings.rules)
+    unknown = sorted(set(args.rule or ()) - {r.name for r in rules})
+    if unknown:
+        print(f"watcher: no such rule: {', '.join(unknown)}", file=sys.stderr)
+        return EXIT_USAGE
+    rules = [r for r in rules if not args.rule or r.name in args.rule]
+    if not rules:
+        print("no rules configured (add [[rules]] to the config)")
+        return EXIT_OK
+    mark = ("\x1b[7m", "\x1b[27m") if sys.stdout.isatty() else ("[", "]")
+    fired: Counter[str] = Counter()
+    stories = 0
+    with _open(settings) as store:
+        for _, firings in replay(store, rules, since=args.since):
+            stories += 1
+            for firing in firings:
+                fired[firing.match.rule] += 1
+                print("\n".join(firing_lines(firing, mark)))
+    since = f"since {args.since:%Y-%m-%d %H:%M} UTC" if args.since else "in the store"
+    per_rule = ", ".join(f"{r.name} {fired[r.name]}" for r in rules)
+    print(f"{stories} stories {since}; {fired.total()} alerts would have fired ({per_rule})")
     return EXIT_OK
 
 

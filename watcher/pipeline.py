@@ -11,6 +11,8 @@
                                                      stored article without its file
     store.add_articles(new); store.upsert(changed)   one transaction for the new ones
     assign_stories(new)                              near-duplicates join their story
+    enqueue_alerts(new)                              rules over their stories -> the outbox, in
+                                                     one transaction; nothing is sent here
     state = success, next check from interval, ttl, max-age, skipHours/Days
 
 Never raises for a source's own trouble: a bad feed becomes the source's error state, and the
@@ -62,20 +64,27 @@ class PassResult:
     error: str | None = None
     entry_errors: list[str] = field(default_factory=list)
     duplicates: int = 0  # new articles that joined an existing story
+    alerts: int = 0  # alerts queued for the stories of the new articles
 
 
 AssignStories = Callable[[list[Article]], set[str]]
 """Put newly stored articles into stories; return the ids of those that start a story."""
+
+EnqueueAlerts = Callable[[list[Article]], int]
+"""Run the rules over the stories of newly stored, assigned articles; return alerts queued.
+
+It only queues (the outbox delivers), so a channel that is down never fails a pass.
+"""
 
 
 @dataclass(frozen=True)
 class PassContext:
     """What every pass needs besides its source: the store, where the archive goes, the clock.
 
-    ``assign_stories`` runs after the store commit. With ``archive_first_only`` the archive
-    gets only the articles that start a story, so it is written after the assignment; else
-    the archive file is written before the store commit, so a kill never leaves a stored
-    article without its file.
+    ``assign_stories`` runs after the store commit, then ``enqueue_alerts``. With
+    ``archive_first_only`` the archive gets only the articles that start a story, so it is
+    written after the assignment; else the archive file is written before the store commit,
+    so a kill never leaves a stored article without its file.
     """
 
     store: Store
@@ -85,6 +94,7 @@ class PassContext:
     rng: random.Random
     assign_stories: AssignStories | None = None
     archive_first_only: bool = False
+    enqueue_alerts: EnqueueAlerts | None = None
 
 
 async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassContext) -> PassResult:
@@ -154,6 +164,8 @@ def _split_and_save(articles: list[Article], ctx: PassContext, passed: PassResul
     if ctx.assign_stories is not None and passed.new:
         starting = ctx.assign_stories(passed.new)
         passed.duplicates = len(passed.new) - len(starting)
+        if ctx.enqueue_alerts is not None:
+            passed.alerts = ctx.enqueue_alerts(passed.new)
         if first_only:
             _archive(ctx, [*(a for a in passed.new if a.id in starting), *passed.changed])
 

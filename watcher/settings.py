@@ -178,6 +178,21 @@ def _time_zone(value: str) -> str:
     return value
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """Read "127.0.0.1:8787" or "[::1]:8787" as (host, port); port 0 lets the system choose."""
+    host, sep, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError(f"{value!r} is not host:port such as '127.0.0.1:8787'")
+    return host, int(port)
+
+
+def _listen(value: str) -> str:
+    parse_listen(value)
+    return value.strip()
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 OptionalDuration = Annotated[Duration | None, BeforeValidator(_blank_to_none)]
 HttpUrl = Annotated[str, _url_checker("http", "https")]
@@ -196,11 +211,15 @@ WebhookPreset = Literal[
     "generic", "slack", "discord", "feishu", "dingtalk", "wecom", "telegram", "ntfy"
 ]
 SIGNED_PRESETS = ("generic", "feishu", "dingtalk")  # the presets whose payloads use `secret`
+Interrupted = Literal["resend", "hold"]
+"""What the outbox does with an alert whose send a crash cut off (sent or not, nobody knows)."""
 Term = Annotated[str, AfterValidator(_term)]
 RulePattern = Annotated[str, AfterValidator(_rule_regex)]
 QuietHours = Annotated[str, AfterValidator(_quiet_hours)]
 OptionalQuietHours = Annotated[QuietHours | None, BeforeValidator(_blank_to_none)]
 TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
+ListenAddress = Annotated[str, AfterValidator(_listen)]
+OptionalListen = Annotated[ListenAddress | None, BeforeValidator(_blank_to_none)]
 
 
 def _invalid(key: str, message: str) -> PydanticCustomError:
@@ -269,6 +288,32 @@ class DedupSettings(_Frozen):
     archive_first_only: bool = False
 
 
+class ServerSettings(_Frozen):
+    """The ``[server]`` table: the daemon's HTTP endpoint (health, metrics, story feeds)."""
+
+    listen: OptionalListen = None
+    feed_limit: int = Field(default=50, ge=1, le=1000)
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``listen`` as (host, port), or None when the server is off."""
+        return None if self.listen is None else parse_listen(self.listen)
+
+
+class OutboxSettings(_Frozen):
+    """The ``[outbox]`` table: how failed alert deliveries are retried, and for how long."""
+
+    retry_min: Duration = timedelta(seconds=30)
+    retry_max: Duration = timedelta(hours=1)
+    give_up_after: Duration = timedelta(days=3)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OutboxSettings:
+        if self.retry_max < self.retry_min:
+            raise _invalid("retry_max", "must be at least retry_min")
+        return self
+
+
 class SourceSettings(_Frozen):
     """One ``[[sources]]`` entry: a feed URL or an RSSHub route, and how to archive its articles."""
 
@@ -328,6 +373,7 @@ class _ChannelSettings(_Frozen):
     rate_period: Duration = timedelta(hours=1)
     quiet_hours: OptionalQuietHours = None
     timezone: TimeZoneName = "UTC"
+    interrupted: Interrupted = "resend"
 
     @property
     def zone(self) -> ZoneInfo:
@@ -407,6 +453,8 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     rsshub: RsshubSettings = Field(default_factory=RsshubSettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     sources: tuple[SourceSettings, ...] = ()
     rules: tuple[RuleSettings, ...] = ()
     channels: tuple[ChannelSettings, ...] = ()

@@ -17,8 +17,15 @@ from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from watcher.errors import StoreError
-from watcher.models import Article, SourceState, Story
-from watcher.store.rows import MemberRow, Row, SignatureRow
+from watcher.models import Alert, Article, Match, SourceState, Story
+from watcher.store.rows import (
+    MemberRow,
+    OutboxEntry,
+    OutboxState,
+    Row,
+    SignatureRow,
+    StoryReach,
+)
 from watcher.store.sqlite import SqliteStore
 
 __all__ = ["SqliteStore", "Store", "open_store"]
@@ -104,6 +111,70 @@ class Store(Protocol):
         self, *, since: datetime | None = None, min_outlets: int = 1
     ) -> Iterator[Story]:
         """Stories first published at or after ``since``, with at least ``min_outlets`` outlets."""
+        ...
+
+    # --- alerts: matches, the outbox, articles the rules have seen (sqlite_alerts.py) ---
+
+    def enqueue_alerts(
+        self, matches: Sequence[tuple[Match, Sequence[Alert]]], checked: Iterable[str] = ()
+    ) -> list[Alert]:
+        """Record first matches, queue their alerts, mark ``checked`` articles seen: at once."""
+        ...
+
+    def matched_rules(self, story_ids: Iterable[str]) -> set[tuple[str, str]]:
+        """The (story_id, rule) pairs already matched among these stories."""
+        ...
+
+    def article_story_ids(self, article_ids: Iterable[str]) -> dict[str, str]:
+        """The story of each of these articles that is in one."""
+        ...
+
+    def story_reach(self, story_ids: Iterable[str]) -> dict[str, StoryReach]:
+        """Each story's outlets (in order of publication), categories and sources."""
+        ...
+
+    def unchecked_article_ids(self) -> list[str]:
+        """Polled articles in a story that the rules have not seen (a kill came between)."""
+        ...
+
+    def list_alerts(
+        self,
+        *,
+        state: OutboxState | None = None,
+        channel: str | None = None,
+        rule: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[OutboxEntry]:
+        """Queued alerts, oldest first; filters combine; ``limit`` keeps the newest N."""
+        ...
+
+    def count_alerts(self) -> dict[OutboxState, int]:
+        """How many alerts are in each state (states with none are left out)."""
+        ...
+
+    def claim_alerts(
+        self, keys: Sequence[str], *, message_key: str, owner: str, now: datetime
+    ) -> bool:
+        """Mark these pending alerts as being sent in one message, all or none; True if claimed."""
+        ...
+
+    def mark_alerts_sent(self, keys: Sequence[str], *, now: datetime) -> None:
+        """The message holding these alerts was delivered."""
+        ...
+
+    def release_alerts(
+        self, keys: Sequence[str], *, error: str, next_attempt_at: datetime, failed: bool = False
+    ) -> None:
+        """An attempt ended without delivery (or unknown): back to pending, or failed."""
+        ...
+
+    def retry_alerts(self, keys: Sequence[str] | None, *, now: datetime) -> int:
+        """Make failed (or backed-off pending) alerts due now; None: every failed one."""
+        ...
+
+    def messages_sent(self, channel: str, *, since: datetime) -> list[datetime]:
+        """When each message sent on ``channel`` at or after ``since`` went, oldest first."""
         ...
 
     def close(self) -> None:

@@ -105,6 +105,45 @@ _STORY_INDEXES = (
     "CREATE INDEX stories_first ON stories (first_published_key)",
 )
 
+# --- alerts (issue 5): the first match of each story x rule, and the outbox ---------------------
+_MATCHES = """
+CREATE TABLE matches (
+    story_id TEXT NOT NULL,            -- no foreign key: `restory` clears stories, matches stay
+    rule TEXT NOT NULL,
+    article_id TEXT,                   -- the article whose arrival made the story match
+    terms TEXT NOT NULL,               -- JSON list of the rule's terms found
+    outlet_count INTEGER NOT NULL,
+    matched_at TEXT NOT NULL,          -- time_key (UTC, fixed width)
+    PRIMARY KEY (story_id, rule)       -- a story matches a rule once
+)"""
+_ALERTS = """
+CREATE TABLE alerts (
+    key TEXT PRIMARY KEY,              -- idempotency key of story x rule x channel: one alert each
+    channel TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    story_id TEXT NOT NULL,
+    status TEXT NOT NULL,              -- pending | sent | failed
+    attempts INTEGER NOT NULL,         -- sends begun (counted before each one)
+    next_attempt_at TEXT NOT NULL,     -- time_key; a pending alert is not sent before it
+    sending_at TEXT,                   -- time_key an attempt began; NULL when none is in flight
+    claimed_by TEXT,                   -- the outbox that began it
+    message_key TEXT,                  -- the message it goes in (its own key or a digest's),
+                                       -- fixed at the first attempt so a resend is the same one
+    last_error TEXT,
+    payload TEXT NOT NULL,             -- JSON of the Alert: all a notifier needs to send it
+    created_at TEXT NOT NULL,          -- time_key
+    sent_at TEXT                       -- time_key
+)"""
+_RULE_CHECKS = """
+CREATE TABLE rule_checks (
+    article_id TEXT PRIMARY KEY,       -- the rules have seen this article's story
+    checked_at TEXT NOT NULL
+)"""
+_ALERT_INDEXES = (
+    "CREATE INDEX alerts_status ON alerts (status, next_attempt_at)",
+    "CREATE INDEX alerts_channel_sent ON alerts (channel, sent_at)",
+)
+
 MIGRATIONS: Sequence[Migration] = (
     Migration(
         "create articles and source_state",
@@ -132,6 +171,18 @@ MIGRATIONS: Sequence[Migration] = (
     Migration(
         "stories, story_members and signatures (dedupe)",
         (_STORIES, _STORY_MEMBERS, _SIGNATURES, *_STORY_INDEXES),
+    ),
+    Migration(
+        "matches, alerts outbox and rule checks (alerts)",
+        (
+            _MATCHES,
+            _ALERTS,
+            *_ALERT_INDEXES,
+            _RULE_CHECKS,
+            # Articles stored before alerts existed are not news to anyone: mark them seen,
+            # so the daemon's catch-up never alerts on the whole archive.
+            "INSERT INTO rule_checks (article_id, checked_at) SELECT id, inserted_at FROM articles",
+        ),
     ),
 )
 

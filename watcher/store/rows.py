@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
-from watcher.models import Article, Layout, SourceState
+from watcher.models import Alert, Article, Delivery, Layout, Match, SourceState
 
 ARTICLE_COLUMNS: Final = (
     "id",
@@ -134,3 +135,100 @@ class MemberRow(NamedTuple):
 def time_from_key(key: str) -> datetime | None:
     """The UTC time a ``time_key`` wrote; None for ''."""
     return datetime.fromisoformat(key) if key else None
+
+
+# --- alerts (issue 5) -----------------------------------------------------------------------------
+
+ALERT_COLUMNS: Final = (
+    "key",
+    "channel",
+    "rule",
+    "story_id",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "sending_at",
+    "claimed_by",
+    "message_key",
+    "last_error",
+    "payload",
+    "created_at",
+    "sent_at",
+)
+"""The columns of ``alerts`` (the outbox)."""
+
+OutboxState = Literal["pending", "sending", "sent", "failed"]
+"""A delivery's status, with ``sending`` for a pending alert whose attempt is in flight."""
+
+
+class StoryReach(NamedTuple):
+    """What a story's members add up to: outlets (in order of publication), categories, sources."""
+
+    outlets: tuple[str, ...]
+    categories: tuple[str, ...]
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One alert in the outbox: the alert, its delivery record, and the attempt in flight."""
+
+    alert: Alert
+    delivery: Delivery
+    created_at: datetime
+    sending_at: datetime | None = None
+    claimed_by: str | None = None
+    message_key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The idempotency key of story x rule x channel."""
+        return self.alert.key
+
+    @property
+    def state(self) -> OutboxState:
+        """``sending`` while an attempt is in flight (or was cut off), else the status."""
+        if self.delivery.status == "pending" and self.sending_at is not None:
+            return "sending"
+        return self.delivery.status
+
+
+def match_row(match: Match) -> tuple[str, str, str | None, str, int, str]:
+    """The values of a ``matches`` row, in column order."""
+    terms = json.dumps(list(match.terms), ensure_ascii=False)
+    return (match.story_id, match.rule, match.article_id, terms, match.outlet_count,
+            time_key(match.matched_at))  # fmt: skip
+
+
+def alert_row(alert: Alert, now: datetime) -> Row:
+    """The ``alerts`` row of a newly queued alert: pending, due at once."""
+    created = time_key(alert.created_at)
+    return {
+        "key": alert.key, "channel": alert.channel, "rule": alert.rule,
+        "story_id": alert.story_id, "status": "pending", "attempts": 0,
+        "next_attempt_at": time_key(now), "sending_at": None, "claimed_by": None,
+        "message_key": None, "last_error": None, "payload": alert.model_dump_json(),
+        "created_at": created, "sent_at": None,
+    }  # fmt: skip
+
+
+def outbox_entry_from_row(row: Mapping[str, Any]) -> OutboxEntry:
+    """The outbox entry stored in ``row``; ValueError if its payload no longer fits Alert."""
+    alert = Alert.model_validate_json(row["payload"])
+    delivery = Delivery(
+        key=row["key"],
+        channel=row["channel"],
+        status=row["status"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        next_attempt_at=time_from_key(row["next_attempt_at"]),
+        sent_at=time_from_key(row["sent_at"] or ""),
+    )
+    return OutboxEntry(
+        alert=alert,
+        delivery=delivery,
+        created_at=datetime.fromisoformat(row["created_at"]),
+        sending_at=time_from_key(row["sending_at"] or ""),
+        claimed_by=row["claimed_by"],
+        message_key=row["message_key"],
+    )

@@ -40,6 +40,7 @@ from watcher.store.rows import (
     source_state_row,
     time_key,
 )
+from watcher.store.sqlite_alerts import SqliteAlertsMixin
 from watcher.store.sqlite_stories import SqliteStoriesMixin
 
 PAGE_SIZE: Final = 500
@@ -83,7 +84,7 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-class SqliteStore(SqliteStoriesMixin):
+class SqliteStore(SqliteStoriesMixin, SqliteAlertsMixin):
     """A ``Store`` in one SQLite file; safe to share between threads, one call at a time."""
 
     def __init__(
