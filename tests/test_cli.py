@@ -459,3 +459,35 @@ def test_progress_line_on_a_terminal(dumps: Path, config: Path) -> None:
     assert f"\r{N_DUMPS}/{N_DUMPS} files  imported {N_DUMPS}" in text
     assert text.endswith(f"\rstories: {N_DUMPS}/{N_DUMPS} articles\n")
     assert 2 == text.count("\n")
+
+
+def test_sources_flags_a_silent_source(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A source that used to publish daily and has been quiet for a month shows as silent."""
+    from datetime import UTC, datetime, timedelta
+
+    from watcher.models import Article, SourceState
+
+    cfg = write_config(
+        tmp_path / "w.toml",
+        f'[watcher]\ndata_dir = "{data_dir.as_posix()}"\n'
+        '[[sources]]\nname = "s"\nurl = "http://127.0.0.1:9/s.xml"\noutlet = "S"\n',
+    )
+    month_ago = datetime.now(UTC) - timedelta(days=30)
+    with open_store(data_dir / "watcher.db") as store:
+        store.add_articles(
+            Article(
+                id=f"a{n}",
+                format="link",
+                title="t",
+                outlet="S",
+                source="s",
+                published_at=month_ago - timedelta(days=n),
+            )
+            for n in range(5)
+        )
+        store.put_source_state(SourceState(name="s", last_status=200))
+    assert 0 == main(["--config", str(cfg), "sources"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["s", "silent", "30d"] == rows[1][:3]

@@ -215,3 +215,124 @@ def test_the_same_wire_story_from_two_outlets_is_one_story(
     assert (1, ["one", "two"]) == (len(stories), sorted(stories[0].outlets))
     assert 1 == sum(r.duplicates for r in results.values())
     assert 1 == len(list(settings.archive_path.rglob("*.md")))
+
+
+def _with_server(config: Path) -> None:
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("[watcher]", '[server]\nlisten = "127.0.0.1:0"\n[watcher]', 1))
+
+
+def test_server_reports_health_metrics_and_stories(
+    feed_server: FeedServer, store: Store, tmp_path: Path
+) -> None:
+    """With [server] listen set, /healthz, /metrics and /stories.json answer from the daemon."""
+    import httpx
+
+    feed_server.feed("/m.xml", rss(ITEMS))
+    config = write_settings(tmp_path, feed_server, "/m.xml")
+    _with_server(config)
+    settings = load_settings(config, env={})
+
+    async def go() -> tuple[int, str, dict[str, object]]:
+        async with Fetcher(settings.http, settings.rsshub) as fetcher:
+            daemon = Daemon(settings, store, fetcher)
+            stop = asyncio.Event()
+            runner = asyncio.create_task(daemon.run(stop))
+            for _ in range(200):
+                passes = daemon.metrics.passes.value(source="m", outcome="updated")
+                if daemon.server is not None and passes == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert daemon.server is not None
+            host, port = daemon.server.address
+            async with httpx.AsyncClient(base_url=f"http://{host}:{port}", trust_env=False) as c:
+                health = await c.get("/healthz")
+                metrics = (await c.get("/metrics")).text
+                feed = (await c.get("/stories.json")).json()
+            stop.set()
+            await asyncio.wait_for(runner, timeout=10)
+            return health.status_code, metrics, feed
+
+    status, metrics, feed = asyncio.run(go())
+    assert 200 == status
+    assert 'watcher_passes_total{source="m",outcome="updated"} 1' in metrics
+    assert "watcher_stories 3" in metrics
+    assert 3 == len(feed["items"])  # type: ignore[arg-type]
+
+
+def test_reload_adds_sources_and_refuses_a_bad_config(
+    feed_server: FeedServer, store: Store, tmp_path: Path
+) -> None:
+    """A reload schedules a newly added source; a broken config is refused and the old kept."""
+    feed_server.feed("/r1.xml", rss(ITEMS))
+    feed_server.feed("/r2.xml", rss([("n1", "新来源", "<p>新的内容。</p>")]))
+    config = write_settings(tmp_path, feed_server, "/r1.xml")
+    settings = load_settings(config, env={})
+
+    async def go() -> tuple[bool, bool, list[str]]:
+        async with Fetcher(settings.http, settings.rsshub) as fetcher:
+            daemon = Daemon(settings, store, fetcher)
+            stop = asyncio.Event()
+            runner = asyncio.create_task(daemon.run(stop))
+            await asyncio.sleep(0.3)
+            write_settings(tmp_path, feed_server, "/r1.xml", "/r2.xml")
+            added = daemon.reload()
+            for _ in range(200):
+                if feed_server.requests_to("/r2.xml"):
+                    break
+                await asyncio.sleep(0.05)
+            config.write_text("[watcher]\nbogus = 1\n", encoding="utf-8")
+            refused = daemon.reload()
+            names = [s.name for s in daemon.settings.sources]
+            stop.set()
+            await asyncio.wait_for(runner, timeout=10)
+            return added, refused, names
+
+    added, refused, names = asyncio.run(go())
+    assert (True, False, ["r1", "r2"]) == (added, refused, names)
+    assert 1 <= len(feed_server.requests_to("/r2.xml"))
+
+
+def test_systemd_notify_ready_reload_stopping(feed_server: FeedServer, tmp_path: Path) -> None:
+    """Under a service manager, `watcher run` says READY, RELOADING/READY on SIGHUP, STOPPING."""
+    import socket
+
+    feed_server.feed("/n.xml", rss(ITEMS))
+    config = write_settings(tmp_path, feed_server, "/n.xml")
+    address = str(tmp_path / "notify.sock")
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(address)
+    manager.settimeout(20)
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("WATCHER_")}
+    env["NOTIFY_SOCKET"] = address
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "--config", str(config), "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    said: list[str] = []
+
+    def wait_for(first_line: str) -> None:
+        while True:
+            message = manager.recv(4096).decode()
+            said.append(message.split("\n")[0])
+            if said[-1] == first_line:
+                return
+
+    try:
+        wait_for("READY=1")
+        process.send_signal(signal.SIGHUP)
+        wait_for("RELOADING=1")
+        wait_for("READY=1")
+        process.send_signal(signal.SIGTERM)
+        wait_for("STOPPING=1")
+        assert 0 == process.wait(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        manager.close()
+    assert ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"] == [
+        line for line in said if not line.startswith("STATUS=")
+    ]

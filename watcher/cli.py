@@ -26,6 +26,7 @@ from watcher.backfill import BackfillReport, backfill, find_dump_files
 from watcher.daemon import Daemon
 from watcher.errors import ArchiveError, ConfigError, DeliveryError, WatcherError
 from watcher.fetch import Fetcher
+from watcher.health import RECENT_ITEMS, Silence, find_silence
 from watcher.log import log_event, setup_logging
 from watcher.models import Alert, ArchiveFormat, SourceState
 from watcher.outbox import alert_json, alert_lines
@@ -325,20 +326,27 @@ async def _poll(settings: Settings, store: Store, names: list[str] | None) -> li
 def run_sources(args: argparse.Namespace, settings: Settings) -> int:
     """``watcher sources``: each source's last check, status, error, failures, next check."""
     del args  # no options of its own
+    now = datetime.now(UTC)
     with _open(settings) as store:
         counts = store.count_articles_by_source()
-        rows = [
-            _source_row(source, store.get_source_state(source.name), counts.get(source.name, 0))
-            for source in settings.sources
-        ]
+        rows = []
+        for source in settings.sources:
+            recent = store.recent_published_at(source.name, limit=RECENT_ITEMS)
+            silence = find_silence(recent, now)
+            state = store.get_source_state(source.name)
+            rows.append(_source_row(source, state, counts.get(source.name, 0), silence))
     headers = ("SOURCE", "STATUS", "LAST CHECK", "NEXT CHECK", "FAILS", "ITEMS", "LAST ERROR")
     for line in _table([headers, *rows]):
         print(line)
     return EXIT_OK
 
 
-def _source_row(source: SourceSettings, state: SourceState | None, items: int) -> tuple[str, ...]:
+def _source_row(
+    source: SourceSettings, state: SourceState | None, items: int, silence: Silence | None
+) -> tuple[str, ...]:
     status = "disabled" if not source.enabled else _status(state)
+    if silence is not None and status.startswith("ok"):
+        status = f"silent {silence.quiet_for.days}d"  # nothing new for far past its rhythm
     return (
         source.name,
         status,

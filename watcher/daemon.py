@@ -21,23 +21,28 @@ import contextlib
 import logging
 import random
 import signal
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from watcher import notify
 from watcher.alerting import Alerting
 from watcher.alerts import Notifier, open_notifier
-from watcher.errors import WatcherError
+from watcher.errors import ConfigError, WatcherError
+from watcher.health import RECENT_ITEMS, is_silent
 from watcher.log import log_event
-from watcher.models import Article
+from watcher.metrics import WatcherMetrics
+from watcher.models import Article, Story
 from watcher.outbox import Outbox
 from watcher.pipeline import Fetch, PassContext, PassResult, poll_source
 from watcher.polling import PollPolicy
 from watcher.rules import compile_rules
-from watcher.settings import ChannelSettings, Settings, SourceSettings
+from watcher.server import Server
+from watcher.settings import ChannelSettings, Settings, SourceSettings, load_settings
 from watcher.store import Store
 from watcher.stories import StoryAssigner
 
@@ -69,6 +74,10 @@ class Daemon:
         self._alerting = Alerting(self.store, rules, clock=self.clock)
         self.outbox = Outbox(self.store, self.settings.channels, self.settings.outbox,
                              clock=self.clock, notifier_factory=self.notifier_factory)  # fmt: skip
+        self.metrics = WatcherMetrics()
+        self.metrics.registry.on_collect(self._collect)
+        self._fetch = self.metrics.instrument_fetch(self.fetch)
+        self.server: Server | None = None
         self._outbox_task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[PassResult]] = set()
         self._stopping = False
@@ -81,7 +90,7 @@ class Daemon:
     def _context(self) -> PassContext:
         root: Path = self.settings.archive_path
         return PassContext(
-            self.store, self.fetch, root, self.clock(), self._rng,
+            self.store, self._fetch, root, self.clock(), self._rng,
             assign_stories=self._assign_stories,
             archive_first_only=self.settings.dedup.archive_first_only,
             enqueue_alerts=self._enqueue_alerts,
@@ -123,11 +132,48 @@ class Daemon:
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
+        started = time.perf_counter()
         try:
-            return await poll_source(source, self.policy(source), self._context())
+            result = await poll_source(source, self.policy(source), self._context())
         finally:
             if task is not None:
                 self._inflight.discard(task)
+        self._observe(source, result, time.perf_counter() - started)
+        return result
+
+    def _observe(self, source: SourceSettings, result: PassResult, seconds: float) -> None:
+        """Count a pass in the metrics and refresh the source's gauges (silence included)."""
+        self.metrics.observe_pass(source.name, result.outcome, new=len(result.new),
+                                  updated=len(result.changed), duplicates=result.duplicates,
+                                  seconds=seconds)  # fmt: skip
+        state = self.store.get_source_state(source.name)
+        if state is not None:
+            recent = self.store.recent_published_at(source.name, limit=RECENT_ITEMS)
+            self.metrics.observe_source(
+                source.name, consecutive_failures=state.consecutive_failures,
+                last_success_at=state.last_success_at, silent=is_silent(recent, self.clock()),
+            )  # fmt: skip
+
+    def _collect(self) -> None:
+        """Figures read from the store at each scrape."""
+        self.metrics.stories.set(self.store.count_stories())
+        self.metrics.observe_alerts(self.store.count_alerts_by_channel())
+
+    def is_alive(self) -> bool:
+        """Scheduler running, not stopping, and no source's job far overdue (health, watchdog)."""
+        scheduler = self._scheduler
+        if self._stopping or scheduler is None or not scheduler.running:
+            return False
+        late = self.clock() - timedelta(minutes=5)
+        return all(t is None or t >= late for t in self.next_run_times().values())
+
+    def health(self) -> dict[str, bool]:
+        """The checks /healthz reports: the scheduler alive, the store writable."""
+        return {"scheduler": self.is_alive(), "store": self.store.is_writable()}
+
+    def latest_stories(self, limit: int, min_outlets: int) -> list[Story]:
+        """The newest stories, for the /stories feeds."""
+        return self.store.latest_stories(limit=limit, min_outlets=min_outlets)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Poll every enabled source on its schedule until ``stop`` is set or a signal arrives."""
@@ -147,8 +193,31 @@ class Daemon:
         for source in sources:
             self._schedule(source)
         log_event(log, logging.INFO, "daemon started", sources=len(sources))
-        await stop.wait()
-        await self._shutdown()
+        server = self.server = await self._start_server()
+        notify.ready()
+        notify.status(f"polling {len(sources)} sources")
+        watchdog = asyncio.create_task(notify.keep_watchdog(self.is_alive))
+        try:
+            await stop.wait()
+        finally:
+            notify.stopping()
+            watchdog.cancel()
+            await self._shutdown()
+            if server is not None:
+                await server.close()
+
+    async def _start_server(self) -> Server | None:
+        """The HTTP endpoints (/healthz, /metrics, story feeds) when [server] listen is set."""
+        listen = self.settings.server.listen
+        if listen is None:
+            return None
+        server = Server(listen, health=self.health, metrics=self.metrics.registry,
+                        stories=self.latest_stories,
+                        feed_limit=self.settings.server.feed_limit)  # fmt: skip
+        await server.start()
+        host, port = server.address
+        log_event(log, logging.INFO, "server listening", host=host, port=port)
+        return server
 
     def _schedule(self, source: SourceSettings) -> None:
         if self._stopping or self._scheduler is None:
@@ -165,7 +234,10 @@ class Daemon:
         )  # fmt: skip
 
     async def _job(self, name: str) -> None:
-        source = self.settings.source(name)
+        try:
+            source = self.settings.source(name)
+        except KeyError:  # removed by a reload while its job was due
+            return
         try:
             await self._pass(source)
         except Exception as e:  # a bug: logged loudly, and the source keeps its schedule
@@ -210,8 +282,45 @@ class Daemon:
 
     def _install_signal_handlers(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        handlers = {signal.SIGINT: stop.set, signal.SIGTERM: stop.set, signal.SIGHUP: self.reload}
+        for sig, handler in handlers.items():
             try:
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, handler)
             except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
                 return
+
+    def reload(self) -> bool:
+        """Re-read the config file (SIGHUP): apply added, removed and changed sources and rules.
+
+        A config that does not load is refused with a log line and the running one kept.
+        Other changes ([http], channels, [dedup], [server]) need a restart, and say so.
+        """
+        notify.reloading()
+        try:
+            new = load_settings(self.settings.config_file)
+            rules = compile_rules(new.rules)
+        except ConfigError as e:
+            log_event(log, logging.ERROR, "reload refused", error=str(e))
+            notify.ready()
+            return False
+        old, self.settings = self.settings, new
+        self._alerting = Alerting(self.store, rules, clock=self.clock)
+        self._apply_sources(old, new)
+        for section in ("http", "rsshub", "dedup", "server", "outbox", "channels", "watcher"):
+            if getattr(old, section) != getattr(new, section):
+                log_event(log, logging.WARNING, "reload needs a restart", section=section)
+        log_event(log, logging.INFO, "config reloaded", sources=len(new.sources),
+                  rules=len(new.rules))  # fmt: skip
+        notify.ready()
+        return True
+
+    def _apply_sources(self, old: Settings, new: Settings) -> None:
+        before = {s.name: s for s in old.sources if s.enabled}
+        after = {s.name: s for s in new.sources if s.enabled}
+        for name in before.keys() - after.keys():
+            if self._scheduler is not None and self._scheduler.get_job(name) is not None:
+                self._scheduler.remove_job(name)
+            self.metrics.forget_source(name)
+        for name, source in after.items():
+            if before.get(name) != source:
+                self._schedule(source)  # (re)scheduled from its stored state

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import ClassVar, ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from watcher import __version__
 from watcher.errors import FetchError
@@ -146,6 +146,13 @@ class Counter(_Scalar):
         if amount < 0:
             raise ValueError(f"metric {self.name!r}: a counter cannot go down ({amount})")
         self._add(amount, labels)
+
+    def advance_to(self, total: float, **labels: object) -> None:
+        """Raise the count to ``total`` when that is higher (a count kept elsewhere, e.g. the
+        store's sent alerts); never lowers it."""
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = max(self._values.get(key, 0.0), float(total))
 
 
 class Gauge(_Scalar):
@@ -341,9 +348,8 @@ class WatcherMetrics:
         )
 
     def _declare_alerts(self, r: Metrics) -> None:
-        # EXTENSION POINT (issue 5, the outbox): declared here so the names are fixed and
-        # documented; the outbox increments them (``alerts_sent.inc(channel=...)``) and sets
-        # ``alerts_pending`` per channel after each delivery round.
+        # Read from the outbox table at each scrape (``observe_alerts``): the store is the
+        # record of what was sent, so the figures survive restarts and count every process.
         self.alerts_sent = r.counter(
             "watcher_alerts_sent_total", "Alerts delivered, by channel.", ("channel",)
         )
@@ -385,6 +391,14 @@ class WatcherMetrics:
             self.last_success.set(last_success_at.timestamp(), source=source)
         if silent is not None:
             self.silent.set(1 if silent else 0, source=source)
+
+    def observe_alerts(self, counts: Mapping[tuple[str, Any], int]) -> None:
+        """Set the alert figures from the outbox's counts by (channel, state)."""
+        for channel in {c for c, _ in counts}:
+            waiting = counts.get((channel, "pending"), 0) + counts.get((channel, "sending"), 0)
+            self.alerts_pending.set(waiting, channel=channel)
+            self.alerts_sent.advance_to(counts.get((channel, "sent"), 0), channel=channel)
+            self.alerts_failed.advance_to(counts.get((channel, "failed"), 0), channel=channel)
 
     def forget_source(self, source: str) -> None:
         """Drop a source's per-source gauges (after a reload removed it; counters stay)."""

@@ -65,6 +65,22 @@ class Store(Protocol):
         """Return how many stored articles came from each configured source."""
         ...
 
+    def recent_published_at(self, source: str, *, limit: int) -> list[datetime]:
+        """When a source's latest ``limit`` articles were published, newest first."""
+        ...
+
+    def is_writable(self) -> bool:
+        """Whether a write transaction can start now (for the health check)."""
+        ...
+
+    def latest_stories(self, *, limit: int, min_outlets: int = 1) -> list[Story]:
+        """The newest ``limit`` stories with at least ``min_outlets`` outlets, newest first."""
+        ...
+
+    def count_alerts_by_channel(self) -> dict[tuple[str, OutboxState], int]:
+        """How many alerts each channel has in each state (for the metrics)."""
+        ...
+
     def upsert_article(self, article: Article) -> bool:
         """Insert the article or replace the content stored under its id; True if it was new."""
         ...

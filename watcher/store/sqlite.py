@@ -225,6 +225,23 @@ class SqliteStore(SqliteStoriesMixin, SqliteAlertsMixin):
         with self._read("count articles by source") as conn:
             return {str(name): int(count) for name, count in conn.execute(query)}
 
+    def recent_published_at(self, source: str, *, limit: int) -> list[datetime]:
+        """When a source's latest ``limit`` articles were published, newest first."""
+        query = (
+            "SELECT published_key FROM articles WHERE source = ? AND published_key != '' "
+            "ORDER BY published_key DESC LIMIT ?"
+        )
+        with self._read("read a source's recent times") as conn:
+            return [datetime.fromisoformat(k) for (k,) in conn.execute(query, (source, limit))]
+
+    def is_writable(self) -> bool:
+        """Whether a write transaction can start now (for the health check)."""
+        try:
+            with self._transaction("check the store is writable"):
+                return True
+        except StoreError:
+            return False
+
     def upsert_article(self, article: Article) -> bool:
         """Insert the article or replace the content stored under its id; True if it was new."""
         row = {**article_row(article), "inserted_at": _now_text()}

@@ -194,6 +194,15 @@ class SqliteAlertsMixin:
         with self._read("count alerts") as conn:
             return {row[0]: int(row[1]) for row in conn.execute(query)}
 
+    def count_alerts_by_channel(self) -> dict[tuple[str, OutboxState], int]:
+        """How many alerts each channel has in each state (for the metrics)."""
+        query = (
+            "SELECT channel, CASE WHEN status = 'pending' AND sending_at IS NOT NULL "
+            "THEN 'sending' ELSE status END AS state, COUNT(*) FROM alerts GROUP BY channel, state"
+        )
+        with self._read("count alerts by channel") as conn:
+            return {(row[0], row[1]): int(row[2]) for row in conn.execute(query)}
+
     def claim_alerts(
         self, keys: Sequence[str], *, message_key: str, owner: str, now: datetime
     ) -> bool:

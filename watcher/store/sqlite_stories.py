@@ -141,6 +141,18 @@ class SqliteStoriesMixin:
             with self._read("read a story") as conn:
                 yield _story(conn, row)
 
+    def latest_stories(self, *, limit: int, min_outlets: int = 1) -> list[Story]:
+        """The newest ``limit`` stories with at least ``min_outlets`` outlets, newest first."""
+        query = f"{_STORY_COLUMNS} ORDER BY first_published_key DESC, id DESC"
+        found: list[Story] = []
+        with self._read("list the latest stories") as conn:
+            for row in conn.execute(query):
+                if len(json.loads(row[2])) >= min_outlets:
+                    found.append(_story(conn, row))
+                    if len(found) >= limit:
+                        break
+        return found
+
 
 _STORY_COLUMNS: Final = (
     "SELECT id, canonical_id, outlets, first_published_key, updated_at FROM stories"
