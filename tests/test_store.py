@@ -446,3 +446,9 @@ def test_count_articles_by_source(store: Store) -> None:
         ]
     )
     assert {"zaobao": 2, "rfi": 1} == store.count_articles_by_source()
+
+
+def test_all_ids(store: Store) -> None:
+    """all_ids is every stored article's id."""
+    store.add_articles([make_article("a"), make_article("b")])
+    assert frozenset({"a", "b"}) == store.all_ids()

@@ -1,11 +1,12 @@
 """Import dump folders into the store: the pipeline from "an Article exists" on, with no alerts.
 
-    files = walk(roots)                           every *.md below each root, sorted
-    for chunk of files:
+    files = walk(roots); known = the ids stored already
+    for chunk of files, in worker processes:
         texts = read(chunk); ids = content hashes
-        skip ids the store already has            idempotent, and resumable after a kill
-        articles = archive.parse(new texts)       in worker processes; a bad file is reported
-        store.add_articles(articles)              here, one writer, one transaction per chunk
+        skip known ids                            idempotent, and resumable after a kill
+        rows = archive.parse(new texts)           a bad file is reported, never fatal
+    here, the store's one writer, in order:
+        store.add_article_rows(rows)              one transaction per chunk
         progress(counts)
     assign_stories()                              every stored article without a story yet
 
@@ -100,22 +101,20 @@ def backfill(
 ) -> BackfillReport:
     """Import ``files`` into ``store``; a file that fails is reported and the rest go on.
 
-    ``workers`` processes parse while this one reads, checks ids and writes (the store keeps
-    one writer). None: one per core for a run of several chunks; 1: parse in this process.
+    ``workers`` processes read and parse while this one writes (the store keeps one writer).
+    None: one per core for a run of several chunks; 1: everything in this process.
     ``assign_stories`` then puts every stored article that has no story yet into one (so a
     run killed before it is caught up by the next) and returns how many it assigned.
     """
     report = BackfillReport(total=len(files))
     chunks = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
     count = _worker_count(workers, len(chunks))
-    with _parser_pool(count) as pool:
+    known = store.all_ids()  # workers read it (inherited at fork): ~100 bytes per article
+    with _parser_pool(count, known) as pool:
         parsing: deque[Future[ParsedChunk]] = deque()
         for chunk in chunks:
-            texts = _read_chunk(chunk, report)
-            known = store.known_ids(texts)
-            report.known += len(known)
-            new = [(i, str(d.path), d.origin, t) for i, (d, t) in texts.items() if i not in known]
-            parsing.append(pool.submit(parse_chunk, new))
+            jobs = [(str(d.path), d.origin) for d in chunk]
+            parsing.append(pool.submit(import_files, jobs))
             # Keep every worker busy and one chunk queued; store the oldest meanwhile.
             while len(parsing) > count:
                 _store_chunk(store, parsing.popleft().result(), report, progress)
@@ -132,15 +131,28 @@ def _worker_count(workers: int | None, chunks: int) -> int:
     return min(os.cpu_count() or 1, 8) if chunks > 2 else 1
 
 
+_known: frozenset[str] = frozenset()
+"""Ids stored before the run, in the process that reads the files (set by ``_know``)."""
+
+
+def _know(ids: frozenset[str]) -> None:
+    global _known
+    _known = ids
+
+
 @contextmanager
-def _parser_pool(workers: int) -> Iterator[Executor]:
-    """Processes to parse in (forked: cheap to start, and they share no state with us)."""
+def _parser_pool(workers: int, known: frozenset[str]) -> Iterator[Executor]:
+    """Processes to read and parse in (forked: cheap to start, ``known`` inherited, not sent)."""
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        with _InlineExecutor() as inline:
-            yield inline
+        _know(known)
+        try:
+            with _InlineExecutor() as inline:
+                yield inline
+        finally:
+            _know(frozenset())
         return
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(workers, context, initializer=_know, initargs=(known,)) as pool:
         yield pool
 
 
@@ -159,20 +171,34 @@ class _InlineExecutor(Executor):
 
 @dataclass
 class ParsedChunk:
-    """What a worker sends back: store rows of the articles, and the files it failed or skipped.
+    """What a worker sends back: store rows of the new articles, how many files were known
+    already, and the files it failed or skipped.
 
     Rows, not Articles: serializing in the worker takes that work off the writer's core.
     """
 
     rows: list[Row] = field(default_factory=list)
+    known: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def parse_chunk(jobs: list[tuple[str, str, str, str]]) -> ParsedChunk:
-    """Parse (id, path, origin, text) jobs; runs in a worker process, so it touches no store."""
+def import_files(jobs: list[tuple[str, str]]) -> ParsedChunk:
+    """Read, hash and parse (path, origin) jobs, skipping ids stored before the run.
+
+    Runs in a worker process: it touches no store, and the writer inserts what it returns.
+    """
     parsed = ParsedChunk()
-    for article_id, path, origin, text in jobs:
+    seen: set[str] = set()
+    for path, origin in jobs:
+        text = _read_text(path, parsed)
+        if text is None:
+            continue
+        article_id = archive.content_id(text)
+        if article_id in _known or article_id in seen:
+            parsed.known += 1
+            continue
+        seen.add(article_id)
         try:
             article = archive.parse(text, path, article_id=article_id)
         except NotADumpError as e:
@@ -191,32 +217,20 @@ def _store_chunk(
 ) -> None:
     added = store.add_article_rows(parsed.rows)
     report.imported += added
-    report.known += len(parsed.rows) - added  # also in a chunk still parsing when we looked
+    # rows not added were stored by an earlier chunk of this run (the same file twice)
+    report.known += parsed.known + len(parsed.rows) - added
     report.failures += parsed.failures
     report.skipped += parsed.skipped
     if progress is not None:
         progress(report)
 
 
-def _read_chunk(chunk: list[DumpFile], report: BackfillReport) -> dict[str, tuple[DumpFile, str]]:
-    texts: dict[str, tuple[DumpFile, str]] = {}
-    for dump in chunk:
-        text = _read_text(dump, report)
-        if text is None:
-            continue
-        article_id = archive.content_id(text)
-        if article_id in texts:
-            report.known += 1  # the same file twice in one chunk
-        else:
-            texts[article_id] = (dump, text)
-    return texts
-
-
-def _read_text(dump: DumpFile, report: BackfillReport) -> str | None:
+def _read_text(path: str, parsed: ParsedChunk) -> str | None:
     try:
-        return archive.decode(dump.path.read_bytes(), str(dump.path))
+        with open(path, "rb") as f:  # noqa: PTH123 - the plain call is the cheaper one here
+            return archive.decode(f.read(), path)
     except OSError as e:
-        report.failures.append((str(dump.path), f"{dump.path}: cannot read: {e.strerror or e}"))
+        parsed.failures.append((path, f"{path}: cannot read: {e.strerror or e}"))
     except ArchiveError as e:
-        report.failures.append((str(dump.path), str(e)))
+        parsed.failures.append((path, str(e)))
     return None

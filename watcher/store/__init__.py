@@ -45,6 +45,10 @@ class Store(Protocol):
         """``add_articles`` for rows already made by ``rows.article_row`` (in another process)."""
         ...
 
+    def all_ids(self) -> frozenset[str]:
+        """The id of every stored article (a bulk import checks files against it)."""
+        ...
+
     def known_ids(self, ids: Iterable[str]) -> set[str]:
         """Return which of these article ids are stored."""
         ...

@@ -180,6 +180,11 @@ class SqliteStore(SqliteStoriesMixin, SqliteAlertsMixin):
         with self._transaction("add articles") as conn:
             return max(conn.executemany(_ADD_ARTICLE, stamped).rowcount, 0)
 
+    def all_ids(self) -> frozenset[str]:
+        """The id of every stored article (a bulk import checks files against it)."""
+        with self._read("list article ids") as conn:
+            return frozenset(row[0] for row in conn.execute("SELECT id FROM articles"))
+
     def known_ids(self, ids: Iterable[str]) -> set[str]:
         """Return which of these article ids are stored."""
         found: set[str] = set()
