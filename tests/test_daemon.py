@@ -336,3 +336,30 @@ def test_systemd_notify_ready_reload_stopping(feed_server: FeedServer, tmp_path:
     assert ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"] == [
         line for line in said if not line.startswith("STATUS=")
     ]
+
+
+def test_parse_pool_parses_in_another_process(
+    feed_server: FeedServer, store: Store, tmp_path: Path
+) -> None:
+    """With parse_workers, passes parse in a worker process; items are stored the same."""
+    feed_server.feed("/pool.xml", rss(ITEMS))
+    settings = settings_for(tmp_path, feed_server, "/pool.xml")
+
+    async def go() -> tuple[int, bool, bool]:
+        async with Fetcher(settings.http, settings.rsshub) as fetcher:
+            daemon = Daemon(settings, store, fetcher, parse_workers=1)
+            stop = asyncio.Event()
+            runner = asyncio.create_task(daemon.run(stop))
+            for _ in range(300):
+                if store.count_articles() == 3:
+                    break
+                await asyncio.sleep(0.05)
+            worker: int = await daemon._run_cpu(os.getpid)  # type: ignore[arg-type, assignment]
+            uses_pool = daemon._context().run_cpu == daemon._run_cpu
+            stop.set()
+            await asyncio.wait_for(runner, timeout=15)
+            return worker, uses_pool, daemon._parse_pool is None
+
+    worker, uses_pool, closed = asyncio.run(go())
+    assert (3, True, True) == (store.count_articles(), uses_pool, closed)
+    assert os.getpid() != worker

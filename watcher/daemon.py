@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import random
 import signal
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +40,7 @@ from watcher.log import log_event
 from watcher.metrics import WatcherMetrics
 from watcher.models import Article, Story
 from watcher.outbox import Outbox
-from watcher.pipeline import Fetch, PassContext, PassResult, poll_source
+from watcher.pipeline import Fetch, Parsed, PassContext, PassResult, poll_source, run_here
 from watcher.polling import PollPolicy
 from watcher.rules import compile_rules
 from watcher.server import Server
@@ -66,6 +68,7 @@ class Daemon:
     rng: random.Random | None = None
     shutdown_grace_s: float = 10.0
     notifier_factory: Callable[[ChannelSettings], Notifier] = open_notifier
+    parse_workers: int = 0  # processes that parse feeds beside the event loop; 0: parse here
 
     def __post_init__(self) -> None:
         self._rng = self.rng or random.Random()
@@ -78,6 +81,7 @@ class Daemon:
         self.metrics.registry.on_collect(self._collect)
         self._fetch = self.metrics.instrument_fetch(self.fetch)
         self.server: Server | None = None
+        self._parse_pool: ProcessPoolExecutor | None = None
         self._outbox_task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[PassResult]] = set()
         self._stopping = False
@@ -94,7 +98,25 @@ class Daemon:
             assign_stories=self._assign_stories,
             archive_first_only=self.settings.dedup.archive_first_only,
             enqueue_alerts=self._enqueue_alerts,
+            run_cpu=self._run_cpu if self._parse_pool is not None else run_here,
         )  # fmt: skip
+
+    async def _run_cpu(self, func: Callable[..., Parsed], *args: object) -> Parsed:
+        """Run a CPU-bound step (parsing a feed) in the pool, so fetches go on meanwhile."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._parse_pool, func, *args)
+
+    def _start_parse_pool(self) -> None:
+        if self.parse_workers > 0 and "forkserver" in multiprocessing.get_all_start_methods():
+            # forkserver, not fork: this process has threads (the store's, the server's).
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["watcher.pipeline"])
+            self._parse_pool = ProcessPoolExecutor(self.parse_workers, mp_context=context)
+
+    def _stop_parse_pool(self) -> None:
+        pool, self._parse_pool = self._parse_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _assign_stories(self, articles: list[Article]) -> set[str]:
         return {a.article_id for a in self._stories.assign(articles) if a.starts_story}
@@ -186,6 +208,7 @@ class Daemon:
             self._alerting.catch_up()
         except WatcherError as e:  # they stay unchecked: the next start tries again
             log_event(log, logging.ERROR, "rules not caught up", error=str(e))
+        self._start_parse_pool()
         self._outbox_task = asyncio.create_task(self.outbox.run())
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.start()
@@ -263,6 +286,7 @@ class Daemon:
             for task in late:
                 task.cancel()
         await self._stop_outbox()
+        self._stop_parse_pool()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         log_event(log, logging.INFO, "daemon stopped")

@@ -4,8 +4,9 @@
     result  = await fetch(source, state)             FetchError -> failure recorded, back-off
     if result is 304, or its body hashes as last time:
         state = success (validators kept), next check scheduled; done
-    feed     = parse_feed(body, headers, final_url)   ParseError -> failure recorded
-    articles = normalize_entry(e) for each entry      an entry that fails is logged and skipped
+    feed, articles = parse_entries(body, ...)        parse + normalize, in a process pool when the
+                                                     daemon has one; ParseError -> failure recorded;
+                                                     an entry that fails is logged and skipped
     new, changed = split by id against the store     the same item again is no new article
     archive.write_article(each new or changed)       atomic; first, so a kill never leaves a
                                                      stored article without its file
@@ -78,6 +79,43 @@ It only queues (the outbox delivers), so a channel that is down never fails a pa
 
 
 @dataclass(frozen=True)
+class Parsed:
+    """A feed body read and its entries normalized: the CPU-bound part of a pass."""
+
+    feed: ParsedFeed  # without its entries: they are ``articles`` now
+    articles: list[Article]
+    entry_errors: list[str]
+
+
+def parse_entries(
+    body: bytes, headers: dict[str, str], url: str, source: SourceSettings, now: datetime
+) -> Parsed:
+    """Parse a feed body and normalize its entries; ParseError if it is no feed.
+
+    A plain function of picklable arguments, so a process pool can run it.
+    """
+    feed = parse_feed(body, headers, url)
+    articles: list[Article] = []
+    errors: list[str] = []
+    for index, entry in enumerate(feed.entries):
+        try:
+            articles.append(normalize_entry(entry, feed, source, now=now))
+        except (ValueError, ParseError) as e:
+            errors.append(f"entry {index}: {e}")
+    by_id = {a.id: a for a in articles}  # a feed listing one item twice yields it once
+    return Parsed(feed.model_copy(update={"entries": []}), list(by_id.values()), errors)
+
+
+RunCpu = Callable[..., Awaitable[Parsed]]
+"""Runs ``parse_entries`` with its arguments, in a process pool or right here."""
+
+
+async def run_here(func: Callable[..., Parsed], *args: object) -> Parsed:
+    """Run a CPU-bound step in this process (the default: no pool)."""
+    return func(*args)
+
+
+@dataclass(frozen=True)
 class PassContext:
     """What every pass needs besides its source: the store, where the archive goes, the clock.
 
@@ -95,6 +133,7 @@ class PassContext:
     assign_stories: AssignStories | None = None
     archive_first_only: bool = False
     enqueue_alerts: EnqueueAlerts | None = None
+    run_cpu: RunCpu = run_here
 
 
 async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassContext) -> PassResult:
@@ -110,13 +149,15 @@ async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassConte
     if body_hash == state.body_hash:
         return _done(source, state, result, policy, ctx, "unchanged", body_hash=body_hash)
     try:
-        feed = parse_feed(result.body, result.headers, result.final_url)
+        parsed = await ctx.run_cpu(
+            parse_entries, result.body, result.headers, result.final_url, source, ctx.now
+        )
     except ParseError as e:
         return _failed(source, state, policy, ctx, e.message, result.status, None)
-    passed = PassResult(source.name, "updated")
-    articles = _normalize_all(source, feed, ctx.now, passed)
+    feed = parsed.feed
+    passed = PassResult(source.name, "updated", entry_errors=parsed.entry_errors)
     try:
-        _split_and_save(articles, ctx, passed)
+        _split_and_save(parsed.articles, ctx, passed)
     except ArchiveError as e:  # the archive folder is unwritable: the source cannot progress
         return _failed(source, state, policy, ctx, str(e), result.status, None)
     next_at = next_check_after_success(policy, ctx.now, ctx.rng, result=result, feed=feed)
@@ -125,21 +166,8 @@ async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassConte
     )
     ctx.store.put_source_state(after)
     log_event(log, logging.INFO, "source updated", source=source.name, new=len(passed.new),
-              changed=len(passed.changed), entries=len(feed.entries))  # fmt: skip
+              changed=len(passed.changed), entries=len(parsed.articles))  # fmt: skip
     return passed
-
-
-def _normalize_all(
-    source: SourceSettings, feed: ParsedFeed, now: datetime, passed: PassResult
-) -> list[Article]:
-    articles: list[Article] = []
-    for index, entry in enumerate(feed.entries):
-        try:
-            articles.append(normalize_entry(entry, feed, source, now=now))
-        except (ValueError, ParseError) as e:
-            passed.entry_errors.append(f"entry {index}: {e}")
-    by_id = {a.id: a for a in articles}  # a feed listing one item twice yields it once
-    return list(by_id.values())
 
 
 def _split_and_save(articles: list[Article], ctx: PassContext, passed: PassResult) -> None:

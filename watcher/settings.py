@@ -242,6 +242,7 @@ class WatcherSettings(_Frozen):
     database: OptionalStr = None
     log_level: LogLevel = "info"
     log_format: LogFormat = "auto"
+    parse_workers: int = Field(default=0, ge=0, le=64)
 
     @model_validator(mode="after")
     def _database_is_url(self) -> WatcherSettings:
