@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -184,20 +182,6 @@ def test_firing_lines_mark_the_matched_terms(store: Store) -> None:
 
 
 # --- the commands ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No WATCHER_* variable from outside; cwd tmp_path; the root logger restored after."""
-    for name in list(os.environ):
-        if name.upper().startswith("WATCHER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def write_config(tmp_path: Path, rule: str) -> Path:

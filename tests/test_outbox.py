@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -436,20 +435,6 @@ def test_rate_limit_holds_the_next_message_until_a_slot_opens(
 
 
 # --- failures that last -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No WATCHER_* variable from outside; cwd tmp_path; the root logger restored after."""
-    for name in list(os.environ):
-        if name.upper().startswith("WATCHER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.mark.usefixtures("cli_env")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,21 +12,13 @@ import pytest
 
 from watcher.errors import StoreError
 from watcher.models import Alert, Article, Match
-from watcher.store import SqliteStore, Store, open_store
+from watcher.store import SqliteStore, Store
 from watcher.store.migrations import MIGRATIONS
 from watcher.store.rows import MemberRow, time_key
 
-BACKENDS = ["sqlite"]
+from .conftest import Opener
+
 T0 = datetime(2026, 11, 3, 5, 0, tzinfo=UTC)
-Opener = Callable[[], Store]
-
-
-@pytest.fixture(params=BACKENDS)
-def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
-    """A function that opens the same store of one backend."""
-    if request.param == "sqlite":
-        return lambda: open_store(tmp_path / "watcher.db")
-    raise NotImplementedError(request.param)
 
 
 @pytest.fixture

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from watcher.models import Article
-from watcher.store import Store, open_store
+from watcher.store import Store
 from watcher.store.migrations import MIGRATIONS
 from watcher.store.rows import MemberRow, SignatureRow, time_key
 
-BACKENDS = ["sqlite"]
+from .conftest import Opener
+
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
-Opener = Callable[[], Store]
-
-
-@pytest.fixture(params=BACKENDS)
-def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
-    """A function that opens the same store of one backend."""
-    if request.param == "sqlite":
-        return lambda: open_store(tmp_path / "watcher.db")
-    raise NotImplementedError(request.param)
 
 
 @pytest.fixture
