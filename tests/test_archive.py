@@ -334,3 +334,12 @@ def test_write_article_refuses_escaping_path(tmp_path: Path) -> None:
     with pytest.raises(ArchiveError):
         archive.write_article(tmp_path / "archive", article)
     assert not (tmp_path / "outside.md").exists()
+
+
+def test_write_articles_writes_each_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    """write_articles writes every article at its path (folders synced once) with no leftovers."""
+    first = _new_article()
+    second = _new_article(id="abc124", title="另一条", categories=["新媒体", "观察者网", "首页"])
+    paths = archive.write_articles(tmp_path, [first, second])
+    assert [archive.render(first), archive.render(second)] == [_text(p) for p in paths]
+    assert [] == [p for p in tmp_path.rglob("*") if p.name.startswith(".")]

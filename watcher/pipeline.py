@@ -199,9 +199,8 @@ def _split_and_save(articles: list[Article], ctx: PassContext, passed: PassResul
 
 
 def _archive(ctx: PassContext, articles: list[Article]) -> None:
-    if ctx.archive_root is not None:
-        for article in articles:
-            archive.write_article(ctx.archive_root, article)
+    if ctx.archive_root is not None and articles:
+        archive.write_articles(ctx.archive_root, articles)
 
 
 def _has_changed(stored: Article | None, fresh: Article) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from watcher.archive import hexo, linkpost
@@ -32,6 +32,7 @@ __all__ = [
     "relative_path",
     "render",
     "write_article",
+    "write_articles",
 ]
 
 _PARSERS: dict[ArchiveFormat, Callable[[str, str | None, str], Article]] = {
@@ -137,8 +138,12 @@ def parse_bytes(data: bytes, path: str, *, origin: str | None = None) -> Article
     return article
 
 
-def write_article(root: Path, article: Article) -> Path:
-    """Write the article under ``root`` at its archive path, atomically; return the path."""
+def write_article(root: Path, article: Article, *, sync_folder: bool = True) -> Path:
+    """Write the article under ``root`` at its archive path, atomically; return the path.
+
+    ``sync_folder=False`` leaves the folder's fsync (which makes the rename durable) to the
+    caller, who writes many files and syncs each folder once with ``sync_folders``.
+    """
     relative = relative_path(article)
     target = (root / relative).resolve()
     if not target.is_relative_to(root.resolve()):
@@ -147,9 +152,31 @@ def write_article(root: Path, article: Article) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(target, data)
+        if sync_folder:
+            sync_folders([target.parent])
     except OSError as e:
         raise ArchiveError(str(target), f"cannot write: {e.strerror or e}") from e
     return target
+
+
+def write_articles(root: Path, articles: list[Article]) -> list[Path]:
+    """Write many articles atomically, syncing each folder once at the end, not per file."""
+    paths = [write_article(root, article, sync_folder=False) for article in articles]
+    try:
+        sync_folders({path.parent for path in paths})
+    except OSError as e:
+        raise ArchiveError(str(root), f"cannot sync the archive: {e.strerror or e}") from e
+    return paths
+
+
+def sync_folders(folders: Iterable[Path]) -> None:
+    """fsync each folder, so the renames into it survive a power loss."""
+    for folder in folders:
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def _atomic_write(target: Path, data: bytes) -> None:
@@ -163,11 +190,6 @@ def _atomic_write(target: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _first_difference(a: str, b: str) -> int:
