@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import io
-import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,23 +24,8 @@ COMMANDS = ["backfill", "export", "run", "poll", "sources", "check-config"]
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No WATCHER_* variable of the outer environment reaches the command; cwd is tmp_path."""
-    monkeypatch.delenv("WATCHER_CONFIG", raising=False)
-    for name in list(os.environ):
-        if name.upper().startswith("WATCHER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture(autouse=True)
-def restore_root_logger() -> Iterator[None]:
-    """Leave the root logger as the test found it (main() points it at capsys's stderr)."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+def _isolated(cli_env: None) -> None:
+    """Every test: no outside WATCHER_* variable, cwd tmp_path, root logger restored."""
 
 
 @pytest.fixture

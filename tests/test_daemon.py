@@ -108,6 +108,21 @@ def test_run_polls_each_source_on_its_interval(
     assert 3 == store.count_articles()
 
 
+async def _scheduled_after(
+    settings: Settings, store: Store, seconds: float
+) -> dict[str, datetime | None]:
+    """Run the daemon for ``seconds``; return its scheduled next run per source, then stop it."""
+    async with Fetcher(settings.http, settings.rsshub) as fetcher:
+        daemon = Daemon(settings, store, fetcher)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(daemon.run(stop))
+        await asyncio.sleep(seconds)
+        scheduled = daemon.next_run_times()
+        stop.set()
+        await asyncio.wait_for(runner, timeout=10)
+        return scheduled
+
+
 def test_restart_resumes_from_stored_next_check(
     feed_server: FeedServer, store: Store, tmp_path: Path
 ) -> None:
@@ -117,18 +132,7 @@ def test_restart_resumes_from_stored_next_check(
     hour = datetime.now(UTC) + timedelta(hours=1)
     store.put_source_state(SourceState(name="later", next_check_at=hour))
 
-    async def go() -> dict[str, datetime | None]:
-        async with Fetcher(settings.http, settings.rsshub) as fetcher:
-            daemon = Daemon(settings, store, fetcher)
-            stop = asyncio.Event()
-            runner = asyncio.create_task(daemon.run(stop))
-            await asyncio.sleep(1.5)
-            scheduled = daemon.next_run_times()
-            stop.set()
-            await asyncio.wait_for(runner, timeout=10)
-            return scheduled
-
-    scheduled = asyncio.run(go())
+    scheduled = asyncio.run(_scheduled_after(settings, store, 1.5))
     assert [] == feed_server.requests_to("/later.xml")
     assert hour == scheduled["later"]
 
@@ -141,18 +145,7 @@ def test_paused_source_is_not_scheduled(
     settings = settings_for(tmp_path, feed_server, "/p.xml")
     store.put_source_state(SourceState(name="p", paused=True, consecutive_failures=20))
 
-    async def go() -> dict[str, datetime | None]:
-        async with Fetcher(settings.http, settings.rsshub) as fetcher:
-            daemon = Daemon(settings, store, fetcher)
-            stop = asyncio.Event()
-            runner = asyncio.create_task(daemon.run(stop))
-            await asyncio.sleep(0.5)
-            scheduled = daemon.next_run_times()
-            stop.set()
-            await asyncio.wait_for(runner, timeout=10)
-            return scheduled
-
-    assert {} == asyncio.run(go())
+    assert {} == asyncio.run(_scheduled_after(settings, store, 0.5))
     assert [] == feed_server.requests_to("/p.xml")
 
 
