@@ -501,9 +501,8 @@ def one_feed_stages(
     with stage("store: known ids + add articles + state"):
         known = store.known_ids(by_id)
         new = [a for a in by_id.values() if a.id not in known]
-    with stage("archive: write_article"):
-        for article in new:
-            archive.write_article(settings.archive_path, article)
+    with stage("archive: write_articles"):
+        archive.write_articles(settings.archive_path, new)
     with stage("store: known ids + add articles + state"):
         store.add_articles(new)
     with stage("stories: assign"):

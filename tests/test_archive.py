@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -343,3 +344,48 @@ def test_write_articles_writes_each_and_leaves_no_temp_file(tmp_path: Path) -> N
     paths = archive.write_articles(tmp_path, [first, second])
     assert [archive.render(first), archive.render(second)] == [_text(p) for p in paths]
     assert [] == [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
+
+
+def test_write_articles_refuses_a_folder_linked_outside(tmp_path: Path) -> None:
+    """A folder inside the archive that is a symlink to elsewhere is refused, nothing written."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    root = tmp_path / "archive"
+    root.mkdir()
+    article = _new_article(origin="linked/post.md")
+    (root / "linked").symlink_to(outside)
+    with pytest.raises(ArchiveError, match="leaves the archive folder"):
+        archive.write_articles(root, [article])
+    assert list(outside.iterdir()) == []
+
+
+def test_write_articles_failing_batch_names_the_folder_and_leaves_nothing(tmp_path: Path) -> None:
+    """A folder that cannot be made fails the batch with its path; no file of the batch lands."""
+    (tmp_path / "blocked").write_text("a file where a folder should be", encoding="utf-8")
+    good = _new_article(origin="fine/post.md")
+    bad = _new_article(id="abc125", origin="blocked/post.md")
+    with pytest.raises(ArchiveError, match="blocked"):
+        archive.write_articles(tmp_path, [good, bad])
+    assert not (tmp_path / "fine" / "post.md").exists()
+    assert [] == [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
+
+
+def test_write_articles_without_syncfs_fsyncs_each_file_and_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where syncfs is missing, every temporary file and every folder is fsynced instead."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(archive, "_syncfs", lambda root: False)
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    first = _new_article(origin="a/one.md")
+    second = _new_article(id="abc126", origin="b/two.md")
+    third = _new_article(id="abc127", origin="b/three.md")
+    paths = archive.write_articles(tmp_path, [first, second, third])
+    assert len(synced) == 3 + 2  # three files, two folders
+    assert [archive.render(a) for a in (first, second, third)] == [_text(p) for p in paths]

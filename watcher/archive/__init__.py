@@ -4,6 +4,7 @@
     render(article)    -> str          the file text, in the variant the article came in
     read_file(path)    -> Article      parse() of a file on disk
     write_article(root, article)       atomic: temp file + rename, at the archive's own path
+    write_articles(root, articles)     the same for a batch, flushed to disk once (syncfs)
 
 For every dump file ``render(parse(f)) == f``: ``parse`` checks it and refuses a file it could
 not write back, rather than store an article that lost something. Does not touch the store.
@@ -11,9 +12,12 @@ not write back, rather than store an article that lost something. Does not touch
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
+from functools import cache
 from pathlib import Path
 
 from watcher.archive import hexo, linkpost
@@ -138,35 +142,59 @@ def parse_bytes(data: bytes, path: str, *, origin: str | None = None) -> Article
     return article
 
 
-def write_article(root: Path, article: Article, *, sync_folder: bool = True) -> Path:
-    """Write the article under ``root`` at its archive path, atomically; return the path.
-
-    ``sync_folder=False`` leaves the folder's fsync (which makes the rename durable) to the
-    caller, who writes many files and syncs each folder once with ``sync_folders``.
-    """
-    relative = relative_path(article)
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root.resolve()):
-        raise ArchiveError(relative, "the archive path leaves the archive folder")
-    data = render(article).encode("utf-8")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(target, data)
-        if sync_folder:
-            sync_folders([target.parent])
-    except OSError as e:
-        raise ArchiveError(str(target), f"cannot write: {e.strerror or e}") from e
-    return target
+def write_article(root: Path, article: Article) -> Path:
+    """Write the article under ``root`` at its archive path, atomically; return the path."""
+    return write_articles(root, [article])[0]
 
 
 def write_articles(root: Path, articles: list[Article]) -> list[Path]:
-    """Write many articles atomically, syncing each folder once at the end, not per file."""
-    paths = [write_article(root, article, sync_folder=False) for article in articles]
+    """Write many articles atomically; on disk before this returns; return their paths.
+
+    Each file is written to a temporary name, the batch is flushed to disk at once (one
+    ``syncfs`` on Linux, else an fsync per file), then renamed into place and flushed again,
+    so a crash leaves every file whole or absent, never cut short. ArchiveError names the file.
+    """
+    if not articles:
+        return []
+    folders: dict[Path, Path] = {}  # resolved once per folder: a resolve is an lstat per part
+    planned = [
+        (_target(root, article, folders), render(article).encode("utf-8")) for article in articles
+    ]
+    temporary: list[tuple[str, Path]] = []
+    target = root
     try:
-        sync_folders({path.parent for path in paths})
+        for folder in dict.fromkeys(t.parent for t, _ in planned):
+            target = folder
+            folder.mkdir(parents=True, exist_ok=True)
+        for target, data in planned:
+            temporary.append((_write_temporary(target, data), target))
+        target = root
+        _flush(root, [tmp for tmp, _ in temporary], folders=())
+        for tmp, target in temporary:
+            Path(tmp).replace(target)
+        target = root
+        _flush(root, [], folders=dict.fromkeys(t.parent for _, t in temporary))
     except OSError as e:
-        raise ArchiveError(str(root), f"cannot sync the archive: {e.strerror or e}") from e
-    return paths
+        for tmp, _ in temporary:
+            Path(tmp).unlink(missing_ok=True)
+        raise ArchiveError(str(target), f"cannot write: {e.strerror or e}") from e
+    return [t for t, _ in planned]
+
+
+def _target(root: Path, article: Article, folders: dict[Path, Path]) -> Path:
+    """Where the article goes, symlinks resolved; ArchiveError when that is outside ``root``."""
+    relative = relative_path(article)
+    joined = root / relative
+    if joined.name in ("", ".", ".."):
+        raise ArchiveError(relative, "the archive path names no file")
+    if root not in folders:
+        folders[root] = root.resolve()
+    if joined.parent not in folders:
+        folders[joined.parent] = joined.parent.resolve()
+    target = folders[joined.parent] / joined.name
+    if not target.is_relative_to(folders[root]):
+        raise ArchiveError(relative, "the archive path leaves the archive folder")
+    return target
 
 
 def sync_folders(folders: Iterable[Path]) -> None:
@@ -179,17 +207,61 @@ def sync_folders(folders: Iterable[Path]) -> None:
             os.close(dir_fd)
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
+def _write_temporary(target: Path, data: bytes) -> str:
+    """Write ``data`` beside ``target`` under a temporary name (not yet flushed to disk)."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).replace(target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def _flush(root: Path, files: list[str], *, folders: Iterable[Path]) -> None:
+    """Make ``files`` and the renames into ``folders`` durable.
+
+    One ``syncfs`` of the archive's file system where the C library has it (Linux): a
+    batch of 20 files costs one journal commit instead of 20 (about 4x less here). Else
+    an fsync per file and per folder.
+    """
+    if _syncfs(root):
+        return
+    for name in files:
+        fd = os.open(name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    sync_folders(folders)
+
+
+@cache
+def _libc_syncfs() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function: Callable[[int], int] = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+def _syncfs(root: Path) -> bool:
+    """syncfs(2) on the file system holding ``root``; False when it is not available."""
+    syncfs = _libc_syncfs()
+    if syncfs is None:
+        return False
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error))
+    finally:
+        os.close(fd)
+    return True
 
 
 def _first_difference(a: str, b: str) -> int:
