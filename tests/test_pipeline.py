@@ -13,10 +13,12 @@ import pytest
 
 from watcher import archive
 from watcher.fetch import Fetcher
+from watcher.models import Article
 from watcher.pipeline import PassContext, PassResult, poll_source
 from watcher.polling import PollPolicy
-from watcher.settings import HttpSettings, RsshubSettings, SourceSettings
+from watcher.settings import DedupSettings, HttpSettings, RsshubSettings, SourceSettings
 from watcher.store import Store, open_store
+from watcher.stories import StoryAssigner
 
 from .feedserver import FeedServer, Reply
 
@@ -237,3 +239,39 @@ def test_permanent_redirect_moves_the_source(feed_server: FeedServer, store: Sto
     assert state is not None
     assert (feed_server.url("/new.xml"), src.url) == (state.url, state.redirected_from)
     assert ["/old.xml", "/new.xml", "/new.xml"] == [r.path for r in feed_server.requests]
+
+
+def test_failed_pass_stores_nothing_and_the_next_assigns_every_story(
+    feed_server: FeedServer, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure at a pass's end rolls back its articles and stories; the next pass redoes both."""
+    feed_server.route("/feed.xml", Reply(200, rss(ITEMS), {"Content-Type": "application/rss+xml"}))
+    src = source(feed_server.url("/feed.xml"))
+    assigner = StoryAssigner(store, DedupSettings())
+
+    def assign(articles: list[Article]) -> set[str]:
+        return {a.article_id for a in assigner.assign(articles) if a.starts_story}
+
+    def pass_with_stories() -> PassResult:
+        async def go() -> PassResult:
+            async with Fetcher(HttpSettings(), RsshubSettings()) as fetcher:
+                ctx = PassContext(
+                    store, fetcher, tmp_path / "archive", NOW, random.Random(1),
+                    assign_stories=assign, forget_stories=assigner.forget,
+                )  # fmt: skip
+                return await poll_source(src, POLICY, ctx)
+
+        return asyncio.run(go())
+
+    def crash(state: object) -> None:
+        raise RuntimeError("killed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "put_source_state", crash)
+        with pytest.raises(RuntimeError):
+            pass_with_stories()
+    assert (0, 0, None) == (store.count_articles(), store.count_stories(),
+                            store.get_source_state("test"))  # fmt: skip
+    again = pass_with_stories()
+    assert (3, 3, 3) == (len(again.new), store.count_articles(), store.count_stories())
+    assert store.unassigned_article_ids() == []

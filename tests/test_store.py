@@ -452,3 +452,39 @@ def test_all_ids(store: Store) -> None:
     """all_ids is every stored article's id."""
     store.add_articles([make_article("a"), make_article("b")])
     assert frozenset({"a", "b"}) == store.all_ids()
+
+
+def test_batch_commits_everything_at_its_end(db: Path) -> None:
+    """Writes inside a batch are one transaction: another connection sees them only after it."""
+
+    def seen() -> tuple[int, int]:
+        with closing(sqlite3.connect(db)) as other:
+            (articles,) = other.execute("SELECT COUNT(*) FROM articles").fetchone()
+            (states,) = other.execute("SELECT COUNT(*) FROM source_state").fetchone()
+        return articles, states
+
+    with open_store(db) as store:
+        with store.batch():
+            store.add_articles([make_article("b1")])
+            store.put_source_state(SourceState(name="src", consecutive_failures=2))
+            assert seen() == (0, 0)
+        assert seen() == (1, 1)
+
+
+def test_batch_that_fails_stores_nothing(store: Store) -> None:
+    """An error anywhere in a batch undoes every write made in it."""
+    with pytest.raises(RuntimeError), store.batch():
+        store.add_articles([make_article("b1"), make_article("b2")])
+        store.put_source_state(SourceState(name="src"))
+        raise RuntimeError("killed mid-pass")
+    assert (0, None) == (store.count_articles(), store.get_source_state("src"))
+
+
+def test_failed_write_inside_a_batch_undoes_only_itself(store: Store) -> None:
+    """A write that fails inside a batch (and is handled) leaves the batch's other writes."""
+    with store.batch():
+        store.add_articles([make_article("b1")])
+        with pytest.raises(StoreError):
+            store.add_articles([make_article("b2"), make_article("b3", title="\ud800")])
+        store.add_articles([make_article("b4")])
+    assert store.known_ids(["b1", "b2", "b3", "b4"]) == {"b1", "b4"}

@@ -99,6 +99,7 @@ class Daemon:
             archive_first_only=self.settings.dedup.archive_first_only,
             enqueue_alerts=self._enqueue_alerts,
             run_cpu=self._run_cpu if self._parse_pool is not None else run_here,
+            forget_stories=self._stories.forget,
         )  # fmt: skip
 
     async def _run_cpu(self, func: Callable[..., Parsed], *args: object) -> Parsed:

@@ -8,13 +8,16 @@
                                                      daemon has one; ParseError -> failure recorded;
                                                      an entry that fails is logged and skipped
     new, changed = split by id against the store     the same item again is no new article
-    archive.write_article(each new or changed)       atomic; first, so a kill never leaves a
-                                                     stored article without its file
-    store.add_articles(new); store.upsert(changed)   one transaction for the new ones
-    assign_stories(new)                              near-duplicates join their story
-    enqueue_alerts(new)                              rules over their stories -> the outbox, in
-                                                     one transaction; nothing is sent here
-    state = success, next check from interval, ttl, max-age, skipHours/Days
+    with store.batch():                              ONE transaction for all that follows
+        archive.write_articles(new + changed)        atomic, on disk before the commit, so a
+                                                     kill never leaves a stored article
+                                                     without its file
+        store.add_articles(new); store.upsert(changed)
+        assign_stories(new)                          near-duplicates join their story
+        enqueue_alerts(new)                          rules over their stories -> the outbox;
+                                                     nothing is sent here
+        state = success, next check from interval, ttl, max-age, skipHours/Days
+    (rolled back: forget_stories(new), so the stories stage holds nothing unstored)
 
 Never raises for a source's own trouble: a bad feed becomes the source's error state, and the
 other sources go on. Does not schedule (the daemon does) and reads no clock (``now`` is given).
@@ -119,10 +122,11 @@ async def run_here(func: Callable[..., Parsed], *args: object) -> Parsed:
 class PassContext:
     """What every pass needs besides its source: the store, where the archive goes, the clock.
 
-    ``assign_stories`` runs after the store commit, then ``enqueue_alerts``. With
-    ``archive_first_only`` the archive gets only the articles that start a story, so it is
-    written after the assignment; else the archive file is written before the store commit,
-    so a kill never leaves a stored article without its file.
+    A pass's writes are one store transaction (``store.batch``): the articles, their stories
+    (``assign_stories``), the alerts queued (``enqueue_alerts``) and the source's state are
+    stored together or not at all. The archive files are written before that commit, so a
+    kill never leaves a stored article without its file; with ``archive_first_only`` only the
+    articles that start a story are written, after the assignment and still before the commit.
     """
 
     store: Store
@@ -134,6 +138,8 @@ class PassContext:
     archive_first_only: bool = False
     enqueue_alerts: EnqueueAlerts | None = None
     run_cpu: RunCpu = run_here
+    forget_stories: Callable[[list[str]], None] | None = None
+    """Undo ``assign_stories`` for these article ids (their pass was rolled back)."""
 
 
 async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassContext) -> PassResult:
@@ -154,17 +160,22 @@ async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassConte
         )
     except ParseError as e:
         return _failed(source, state, policy, ctx, e.message, result.status, None)
-    feed = parsed.feed
     passed = PassResult(source.name, "updated", entry_errors=parsed.entry_errors)
-    try:
-        _split_and_save(parsed.articles, ctx, passed)
-    except ArchiveError as e:  # the archive folder is unwritable: the source cannot progress
-        return _failed(source, state, policy, ctx, str(e), result.status, None)
-    next_at = next_check_after_success(policy, ctx.now, ctx.rng, result=result, feed=feed)
+    next_at = next_check_after_success(policy, ctx.now, ctx.rng, result=result, feed=parsed.feed)
     after = state_after_success(
         state, result, next_at, body_hash=body_hash, configured_url=source.url
     )
-    ctx.store.put_source_state(after)
+    try:
+        with ctx.store.batch(f"save the pass over source {source.name!r}"):
+            _split_and_save(parsed.articles, ctx, passed)
+            ctx.store.put_source_state(after)
+    except BaseException as e:
+        # Nothing of the pass is stored: the stories stage must not remember its articles.
+        if ctx.forget_stories is not None and passed.new:
+            ctx.forget_stories([a.id for a in passed.new])
+        if isinstance(e, ArchiveError):  # the archive folder is unwritable: no progress
+            return _failed(source, state, policy, ctx, str(e), result.status, None)
+        raise
     log_event(log, logging.INFO, "source updated", source=source.name, new=len(passed.new),
               changed=len(passed.changed), entries=len(parsed.articles))  # fmt: skip
     return passed

@@ -95,6 +95,10 @@ class StoryAssigner:
             self.store.save_stories(sig_rows, members)
         return done
 
+    def forget(self, article_ids: Iterable[str]) -> None:
+        """Drop these articles from memory: their assignment was rolled back with its pass."""
+        self.book.forget(article_ids)
+
     def assign_pending(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Assign every stored article that has no story yet; return how many.
 

@@ -11,6 +11,7 @@ the dedupe stage's decisions), or hold settings.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +37,10 @@ SUPPORTED = "sqlite:///relative/path.db, sqlite:////absolute/path.db or a plain 
 @runtime_checkable
 class Store(Protocol):
     """Articles and per-source state, kept across runs; every error is a StoreError."""
+
+    def batch(self, action: str = "save a batch") -> AbstractContextManager[None]:
+        """Make every write in the block one transaction: all of it is stored, or none."""
+        ...
 
     def add_articles(self, articles: Iterable[Article]) -> int:
         """Insert the articles not stored yet, in one transaction; return how many were new."""

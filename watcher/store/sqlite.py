@@ -137,16 +137,34 @@ class SqliteStore(SqliteStoriesMixin, SqliteAlertsMixin):
 
     @contextmanager
     def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
-        """Run the block as one write transaction; roll back on any error."""
+        """Run the block as one write transaction; roll back on any error.
+
+        Inside ``batch`` (this thread holds the lock and a transaction is open) the block is a
+        savepoint of that transaction instead: its error undoes the block alone, and nothing
+        is committed before the batch is.
+        """
         with self._lock, self._guard(action):
-            self._conn.execute("BEGIN IMMEDIATE")
+            nested = self._conn.in_transaction
+            self._conn.execute("SAVEPOINT nested" if nested else "BEGIN IMMEDIATE")
             try:
                 yield self._conn
-                self._conn.execute("COMMIT")
+                self._conn.execute("RELEASE nested" if nested else "COMMIT")
             except BaseException:
-                if self._conn.in_transaction:
+                if nested:
+                    self._conn.execute("ROLLBACK TO nested")
+                    self._conn.execute("RELEASE nested")
+                elif self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+
+    @contextmanager
+    def batch(self, action: str = "save a batch") -> Iterator[None]:
+        """Make every write in the block one transaction: all of it is stored, or none.
+
+        A poll pass's articles, stories, alerts and source state cost one commit, not eight.
+        """
+        with self._transaction(action):
+            yield
 
     def _migrate(self, migrations: Sequence[Migration]) -> None:
         """Apply the pending migrations, all in one transaction, recording each version."""
