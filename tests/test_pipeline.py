@@ -91,7 +91,9 @@ def test_first_pass_stores_and_archives(
     state = store.get_source_state("test")
     assert ("updated", 3, 0) == (result.outcome, len(result.new), len(result.changed))
     assert 3 == store.count_articles()
-    assert state is not None
+    assert state is not None and result.state == state  # the result reports what was stored
+    assert {("g1", "俄美总统通话")} <= {(s.link.rsplit("/", 1)[-1], s.title) for s in result.new
+                                     if s.link}  # fmt: skip
     assert ('"v1"', 0, NOW + timedelta(minutes=10), 200) == (
         state.etag,
         state.consecutive_failures,
@@ -116,7 +118,8 @@ def test_stored_html_is_safe(feed_server: FeedServer, store: Store) -> None:
     """No script survives into the stored article; relative links are made absolute."""
     feed_server.feed("/feed.xml", rss(ITEMS))
     result = run_pass(source(feed_server.url("/feed.xml")), store, None)
-    bodies = {a.title: a.body_html for a in result.new}
+    stored = [store.get_article(saved.id) for saved in result.new]
+    bodies = {a.title: a.body_html for a in stored if a is not None}
     assert "<script" not in bodies["欧盟峰会开幕"]
     # Relative links resolve against the item's own link (http://127.0.0.1/a/g3).
     assert 'href="http://127.0.0.1/markets"' in bodies["Wall Street rises"]

@@ -84,6 +84,7 @@ class Daemon:
         self._parse_pool: ProcessPoolExecutor | None = None
         self._outbox_task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[PassResult]] = set()
+        self._recent: dict[str, list[datetime]] = {}  # latest article times, per source
         self._stopping = False
         self._scheduler: AsyncIOScheduler | None = None
 
@@ -169,9 +170,12 @@ class Daemon:
         self.metrics.observe_pass(source.name, result.outcome, new=len(result.new),
                                   updated=len(result.changed), duplicates=result.duplicates,
                                   seconds=seconds)  # fmt: skip
-        state = self.store.get_source_state(source.name)
+        state = result.state
         if state is not None:
-            recent = self.store.recent_published_at(source.name, limit=RECENT_ITEMS)
+            recent = self._recent.get(source.name)
+            if recent is None or result.new or result.changed:  # else the store has no newer
+                recent = self.store.recent_published_at(source.name, limit=RECENT_ITEMS)
+                self._recent[source.name] = recent
             self.metrics.observe_source(
                 source.name, consecutive_failures=state.consecutive_failures,
                 last_success_at=state.last_success_at, silent=is_silent(recent, self.clock()),

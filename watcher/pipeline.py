@@ -57,14 +57,32 @@ Fetch = Callable[[SourceSettings, SourceState], Awaitable[FetchResult]]
 Outcome = Literal["updated", "not_modified", "unchanged", "failed"]
 
 
+@dataclass(frozen=True)
+class Saved:
+    """An article a pass stored, as its result names it (the article itself is in the store).
+
+    A result keeps no whole Article: a cycle over 1,000 feeds would hold all 20,000 of them.
+    """
+
+    id: str
+    title: str
+    link: str | None
+
+    @classmethod
+    def of(cls, article: Article) -> Saved:
+        """The name of a stored article."""
+        return cls(article.id, article.title, article.link)
+
+
 @dataclass
 class PassResult:
-    """What one pass over one source did."""
+    """What one pass over one source did, and the source's state after it (None: not saved)."""
 
     source: str
     outcome: Outcome
-    new: list[Article] = field(default_factory=list)
-    changed: list[Article] = field(default_factory=list)
+    new: list[Saved] = field(default_factory=list)
+    changed: list[Saved] = field(default_factory=list)
+    state: SourceState | None = None
     error: str | None = None
     entry_errors: list[str] = field(default_factory=list)
     duplicates: int = 0  # new articles that joined an existing story
@@ -160,32 +178,43 @@ async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassConte
         )
     except ParseError as e:
         return _failed(source, state, policy, ctx, e.message, result.status, None)
-    passed = PassResult(source.name, "updated", entry_errors=parsed.entry_errors)
     next_at = next_check_after_success(policy, ctx.now, ctx.rng, result=result, feed=parsed.feed)
     after = state_after_success(
         state, result, next_at, body_hash=body_hash, configured_url=source.url
     )
+    new: list[Article] = []
+    changed: list[Article] = []
+    passed = PassResult(source.name, "updated", entry_errors=parsed.entry_errors, state=after)
     try:
         with ctx.store.batch(f"save the pass over source {source.name!r}"):
-            _split_and_save(parsed.articles, ctx, passed)
+            _split_and_save(parsed.articles, ctx, passed, new, changed)
             ctx.store.put_source_state(after)
     except BaseException as e:
         # Nothing of the pass is stored: the stories stage must not remember its articles.
-        if ctx.forget_stories is not None and passed.new:
-            ctx.forget_stories([a.id for a in passed.new])
+        if ctx.forget_stories is not None and new:
+            ctx.forget_stories([a.id for a in new])
         if isinstance(e, ArchiveError):  # the archive folder is unwritable: no progress
             return _failed(source, state, policy, ctx, str(e), result.status, None)
         raise
-    log_event(log, logging.INFO, "source updated", source=source.name, new=len(passed.new),
-              changed=len(passed.changed), entries=len(parsed.articles))  # fmt: skip
+    passed.new = [Saved.of(a) for a in new]
+    passed.changed = [Saved.of(a) for a in changed]
+    log_event(log, logging.INFO, "source updated", source=source.name, new=len(new),
+              changed=len(changed), entries=len(parsed.articles))  # fmt: skip
     return passed
 
 
-def _split_and_save(articles: list[Article], ctx: PassContext, passed: PassResult) -> None:
+def _split_and_save(
+    articles: list[Article],
+    ctx: PassContext,
+    passed: PassResult,
+    new: list[Article],
+    changed: list[Article],
+) -> None:
+    """Store what is new (into ``new``) or changed (into ``changed``), archive, assign, alert."""
     known = ctx.store.known_ids(a.id for a in articles)
     for article in articles:
         if article.id not in known:
-            passed.new.append(article)
+            new.append(article)
             continue
         stored = ctx.store.get_article(article.id)
         if stored is not None and article.published_confidence == "missing":
@@ -193,20 +222,20 @@ def _split_and_save(articles: list[Article], ctx: PassContext, passed: PassResul
             # or every pass would look like a change.
             article = article.model_copy(update={"published_at": stored.published_at})
         if _has_changed(stored, article):
-            passed.changed.append(article)
+            changed.append(article)
     first_only = ctx.archive_first_only and ctx.assign_stories is not None
     if not first_only:
-        _archive(ctx, [*passed.new, *passed.changed])
-    ctx.store.add_articles(passed.new)
-    for article in passed.changed:
+        _archive(ctx, [*new, *changed])
+    ctx.store.add_articles(new)
+    for article in changed:
         ctx.store.upsert_article(article)
-    if ctx.assign_stories is not None and passed.new:
-        starting = ctx.assign_stories(passed.new)
-        passed.duplicates = len(passed.new) - len(starting)
+    if ctx.assign_stories is not None and new:
+        starting = ctx.assign_stories(new)
+        passed.duplicates = len(new) - len(starting)
         if ctx.enqueue_alerts is not None:
-            passed.alerts = ctx.enqueue_alerts(passed.new)
+            passed.alerts = ctx.enqueue_alerts(new)
         if first_only:
-            _archive(ctx, [*(a for a in passed.new if a.id in starting), *passed.changed])
+            _archive(ctx, [*(a for a in new if a.id in starting), *changed])
 
 
 def _archive(ctx: PassContext, articles: list[Article]) -> None:
@@ -237,7 +266,7 @@ def _done(
     )
     ctx.store.put_source_state(after)
     log_event(log, logging.DEBUG, "source not changed", source=source.name, outcome=outcome)
-    return PassResult(source.name, outcome)
+    return PassResult(source.name, outcome, state=after)
 
 
 def _failed(
@@ -256,6 +285,9 @@ def _failed(
         ctx.store.put_source_state(failed)
     except StoreError as e:  # the error is still reported; the store's own trouble is logged
         log_event(log, logging.ERROR, "source state not saved", source=source.name, error=str(e))
+        failed_state: SourceState | None = None
+    else:
+        failed_state = failed
     log_event(log, logging.WARNING, "source failed", source=source.name, error=message,
               failures=failed.consecutive_failures, paused=failed.paused)  # fmt: skip
-    return PassResult(source.name, "failed", error=message)
+    return PassResult(source.name, "failed", error=message, state=failed_state)
