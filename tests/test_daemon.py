@@ -12,9 +12,11 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from watcher import daemon as daemon_module
 from watcher.daemon import Daemon
 from watcher.fetch import Fetcher
 from watcher.models import SourceState
@@ -356,3 +358,33 @@ def test_parse_pool_parses_in_another_process(
     worker, uses_pool, closed = asyncio.run(go())
     assert (3, True, True) == (store.count_articles(), uses_pool, closed)
     assert os.getpid() != worker
+
+
+def test_passes_under_way_are_bounded(
+    feed_server: FeedServer, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle over many sources runs at most twice the request cap of passes at once."""
+    paths = [f"/f{n}.xml" for n in range(12)]
+    for n, path in enumerate(paths):
+        body = rss([(f"g{n}", f"标题{n}", "<p>正文</p>")])
+        feed_server.route(path, Reply(200, body, {"Content-Type": "application/rss+xml"}, 0.05))
+    text = write_settings(tmp_path, feed_server, *paths).read_text(encoding="utf-8")
+    config = tmp_path / "bounded.toml"
+    config.write_text(f"[http]\nmax_concurrency = 2\nper_host_concurrency = 2\n{text}", "utf-8")
+    settings = load_settings(config, env={})
+    under_way = [0]
+    peak = [0]
+    real_poll_source = daemon_module.poll_source
+
+    async def counting(*args: Any, **kwargs: Any) -> PassResult:
+        under_way[0] += 1
+        peak[0] = max(peak[0], under_way[0])
+        try:
+            return await real_poll_source(*args, **kwargs)
+        finally:
+            under_way[0] -= 1
+
+    monkeypatch.setattr(daemon_module, "poll_source", counting)
+    results = asyncio.run(_poll(settings, store))
+    assert {"updated"} == {r.outcome for r in results} and len(results) == 12
+    assert 2 < peak[0] <= 4  # more passes than requests (parsing overlaps), never more than 2x
