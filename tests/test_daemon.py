@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -388,3 +389,36 @@ def test_passes_under_way_are_bounded(
     results = asyncio.run(_poll(settings, store))
     assert {"updated"} == {r.outcome for r in results} and len(results) == 12
     assert 2 < peak[0] <= 4  # more passes than requests (parsing overlaps), never more than 2x
+
+
+def test_killed_daemon_leaves_no_parse_worker_behind(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """SIGKILL of `watcher run` with a parse pool: its workers die too, and stdout reaches EOF."""
+    feed_server.feed("/pooled.xml", rss(ITEMS))
+    text = write_settings(tmp_path, feed_server, "/pooled.xml").read_text(encoding="utf-8")
+    config = tmp_path / "pooled.toml"
+    config.write_text(text.replace("[watcher]\n", "[watcher]\nparse_workers = 1\n"), "utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("WATCHER_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "--config", str(config), "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    database = tmp_path / "data" / "watcher.db"
+    deadline = time.monotonic() + 20
+    stored = 0
+    while stored < 3 and time.monotonic() < deadline:  # parsed by the pool, so it is up
+        time.sleep(0.1)
+        if database.exists():
+            with open_store(database) as store:
+                stored = store.count_articles()
+    process.kill()
+    process.wait(timeout=10)
+    assert stored == 3
+    stdout = process.stdout
+    assert stdout is not None
+    ready, _, _ = select.select([stdout], [], [], 10)  # EOF once no worker holds the pipe
+    assert ready and stdout.read() == b""
+    stdout.close()

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import random
 import signal
 import time
@@ -40,7 +41,15 @@ from watcher.log import log_event
 from watcher.metrics import WatcherMetrics
 from watcher.models import Article, Story
 from watcher.outbox import Outbox
-from watcher.pipeline import Fetch, Parsed, PassContext, PassResult, poll_source, run_here
+from watcher.pipeline import (
+    Fetch,
+    Parsed,
+    PassContext,
+    PassResult,
+    poll_source,
+    prepare_worker,
+    run_here,
+)
 from watcher.polling import PollPolicy
 from watcher.rules import compile_rules
 from watcher.server import Server
@@ -114,7 +123,10 @@ class Daemon:
             # forkserver, not fork: this process has threads (the store's, the server's).
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["watcher.pipeline"])
-            self._parse_pool = ProcessPoolExecutor(self.parse_workers, mp_context=context)
+            self._parse_pool = ProcessPoolExecutor(
+                self.parse_workers, mp_context=context, initializer=prepare_worker,
+                initargs=(os.getpid(),),
+            )  # fmt: skip
 
     def _stop_parse_pool(self) -> None:
         pool, self._parse_pool = self._parse_pool, None

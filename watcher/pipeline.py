@@ -27,7 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
+import select
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -125,6 +129,38 @@ def parse_entries(
             errors.append(f"entry {index}: {e}")
     by_id = {a.id: a for a in articles}  # a feed listing one item twice yields it once
     return Parsed(feed.model_copy(update={"entries": []}), list(by_id.values()), errors)
+
+
+def prepare_worker(daemon_pid: int) -> None:
+    """Set up a process of a parse pool: it exits as soon as the daemon ``daemon_pid`` is gone.
+
+    A pool worker blocks reading its task queue, whose write end it holds itself, and it
+    holds the pool forkserver's liveness pipe too: killed with SIGKILL, the daemon would leave
+    both running, keeping its stdout open. A thread of the worker waits for the daemon's exit
+    (a pidfd on Linux, else a check each second) and ends the worker.
+    """
+    threading.Thread(target=_exit_with, args=(daemon_pid,), daemon=True).start()
+
+
+def _exit_with(pid: int) -> None:
+    try:
+        handle = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux 5.3+: look each second
+        while _is_running(pid):
+            time.sleep(1.0)
+    else:
+        select.select([handle], [], [])  # readable once the process has exited
+    os._exit(0)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, and someone else's: not ours any more
+        return True
+    return True
 
 
 RunCpu = Callable[..., Awaitable[Parsed]]
