@@ -2,6 +2,7 @@
 
     python bench/poll.py [--corpus DIR] [--feeds 1000] [--items 20] [--rounds 3]
                          [--distinct] [--no-reader] [--profile FILE] [--stages] [--lean]
+                         [--in-flight 16] [--parse-workers 0]
 
 Serves FEEDS RSS feeds of ITEMS items each on 127.0.0.1 from a separate process
 (``bench/pollserver.py``: keep-alive, ETag + Last-Modified, 304). The items are real Chinese
@@ -31,7 +32,8 @@ seconds the server process spent meanwhile. Goals: issue 3, first cycle <= 1.2 x
 watcher's settings: 16 in flight overall and per host (every feed is on one host:port here;
 the default per-host cap of 2 would measure the cap, not watcher; ``--in-flight N`` sets N for
 watcher, the bare loop and reader's workers alike), the default 20 s timeout,
-logging at info as JSON to a file. After the rounds:
+logging at info as JSON to a file, ``--parse-workers N`` processes parsing beside the event
+loop (their CPU seconds are in watcher's, their peak RSS is shown apart). After the rounds:
     --profile FILE  one more first cycle under cProfile; stats saved to FILE, top printed
     --stages        the first cycle's stages run one after another over the same bodies,
                     without HTTP, each timed on its own (no profiler overhead)
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import functools
 import html
@@ -78,6 +81,7 @@ READER_VENV = BENCH / ".venv-reader"
 # which its metadata does not pull in (sgmllib3k provides it)
 READER_PINS = ("reader==3.26", "sgmllib3k==1.0.0")
 IN_FLIGHT = 16  # requests in flight for every client; --in-flight changes it
+PARSE_WORKERS = 0  # watcher's [watcher] parse_workers; --parse-workers changes it
 NEWEST = datetime(2026, 11, 20, tzinfo=UTC)  # items are dated one minute apart back from here
 CJK_FIRST, CJK_SIZE = 0x4E00, 0x9FFF - 0x4E00 + 1
 CJK_STEP = 7919  # a shift by k * CJK_STEP maps the CJK block onto itself, one to one
@@ -214,12 +218,18 @@ class Timer:
     wall_s = cpu_s = 0.0
 
     def __enter__(self) -> Timer:
-        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        self._wall, self._cpu = time.perf_counter(), time.process_time() + children_cpu_s()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall_s = time.perf_counter() - self._wall
-        self.cpu_s = time.process_time() - self._cpu
+        self.cpu_s = time.process_time() + children_cpu_s() - self._cpu
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's ended children (a parse pool's workers, once shut down)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def bare_pass(urls: list[str], validators: dict[str, dict[str, str]]) -> list[Any]:
@@ -346,7 +356,7 @@ def watcher_config(folder: Path, urls: list[str]) -> Path:
     """A TOML config with one source per URL and RULES, data under ``folder``."""
     lines = [
         f'[watcher]\ndata_dir = "{(folder / "data").as_posix()}"\n'
-        'log_level = "info"\nlog_format = "json"\n',
+        f'log_level = "info"\nlog_format = "json"\nparse_workers = {PARSE_WORKERS}\n',
         f"[http]\nmax_concurrency = {IN_FLIGHT}\nper_host_concurrency = {IN_FLIGHT}\n",
         RULES,
     ]
@@ -383,6 +393,7 @@ async def watcher_cycles(folder: Path, urls: list[str], mode: str | None) -> dic
         profiler.dump_stats(mode)
     figures.update(first_s=first.wall_s, first_cpu_s=first.cpu_s, second_s=second.wall_s,
                    second_cpu_s=second.cpu_s, rss_mib=peak_rss_mib(),
+                   rss_worker_mib=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                    archive_files=sum(1 for _ in settings.archive_path.rglob("*.md")))  # fmt: skip
     return figures
 
@@ -498,21 +509,25 @@ def one_feed_stages(
         feed = parse_feed(body, {"content-type": "application/rss+xml; charset=utf-8"}, source.url)
     with stage("normalize_entry"):
         by_id = {a.id: a for a in (normalize_entry(e, feed, source, now=now) for e in feed.entries)}
-    with stage("store: known ids + add articles + state"):
-        known = store.known_ids(by_id)
-        new = [a for a in by_id.values() if a.id not in known]
-    with stage("archive: write_articles"):
-        archive.write_articles(settings.archive_path, new)
-    with stage("store: known ids + add articles + state"):
-        store.add_articles(new)
-    with stage("stories: assign"):
-        assigner.assign(new)
-    if enqueue is not None:
-        with stage("rules: enqueue"):
-            enqueue(new)
-    with stage("store: known ids + add articles + state"):
-        store.get_source_state(source.name)
-        store.put_source_state(SourceState(name=source.name, last_checked_at=now))
+    with contextlib.ExitStack() as batch:  # one transaction per pass, as the pipeline does
+        if hasattr(store, "batch"):
+            batch.enter_context(store.batch("bench pass"))
+        with stage("store: known ids + add articles + state"):
+            known = store.known_ids(by_id)
+            new = [a for a in by_id.values() if a.id not in known]
+        with stage("archive: write_articles"):
+            archive.write_articles(settings.archive_path, new)
+        with stage("store: known ids + add articles + state"):
+            store.add_articles(new)
+        with stage("stories: assign"):
+            assigner.assign(new)
+        if enqueue is not None:
+            with stage("rules: enqueue"):
+                enqueue(new)
+        with stage("store: known ids + add articles + state"):
+            store.get_source_state(source.name)
+            store.put_source_state(SourceState(name=source.name, last_checked_at=now))
+            batch.close()  # the commit, timed with the store
 
 
 def run_phase(args: argparse.Namespace) -> None:
@@ -560,7 +575,7 @@ def phase(run: Run, name: str, work: Path, mode: str | None = None) -> Any:
     """Run one watcher-side phase in a fresh interpreter; add the server's CPU seconds."""
     command = [sys.executable, str(Path(__file__).resolve()), "--phase", name, "--work",
                str(work), "--feeds-dir", str(run.feeds_dir), "--urls", str(run.urls),
-               "--in-flight", str(IN_FLIGHT)]  # fmt: skip
+               "--in-flight", str(IN_FLIGHT), "--parse-workers", str(PARSE_WORKERS)]  # fmt: skip
     if mode is not None:
         command += ["--mode", mode]
     return with_server_cpu(run, lambda: child(command, TIMEOUT_S[name], name))
@@ -809,6 +824,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--distinct", action="store_true", help="no two items one story")
     parser.add_argument("--no-reader", action="store_true", help="skip lemon24/reader")
     parser.add_argument("--in-flight", type=int, default=IN_FLIGHT, help="for every client")
+    parser.add_argument("--parse-workers", type=int, default=PARSE_WORKERS,
+                        help="watcher's parse pool size")  # fmt: skip
     parser.add_argument("--profile", type=Path, help="cProfile one more first cycle into FILE")
     parser.add_argument("--stages", action="store_true", help="time each stage, no HTTP")
     parser.add_argument("--lean", action="store_true", help="one more cycle, results dropped")
@@ -830,8 +847,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     """Build the feeds, serve them, run the rounds, print the report."""
     args = parse_args(argv)
-    global IN_FLIGHT  # one setting for every phase, parent and children
-    IN_FLIGHT = args.in_flight
+    global IN_FLIGHT, PARSE_WORKERS  # one setting for every phase, parent and children
+    IN_FLIGHT, PARSE_WORKERS = args.in_flight, args.parse_workers
     if args.phase is not None:
         run_phase(args)
         return

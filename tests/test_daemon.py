@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -422,3 +423,32 @@ def test_killed_daemon_leaves_no_parse_worker_behind(
     ready, _, _ = select.select([stdout], [], [], 10)  # EOF once no worker holds the pipe
     assert ready and stdout.read() == b""
     stdout.close()
+
+
+def test_poll_parses_in_a_pool_of_its_own_and_stops_it(
+    feed_server: FeedServer, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`watcher poll` with parse_workers parses in a pool made for the cycle, then shut down."""
+    feed_server.feed("/once.xml", rss(ITEMS))
+    text = write_settings(tmp_path, feed_server, "/once.xml").read_text(encoding="utf-8")
+    config = tmp_path / "pool.toml"
+    config.write_text(text.replace("[watcher]\n", "[watcher]\nparse_workers = 1\n"), "utf-8")
+    settings = load_settings(config, env={})
+    submitted: list[str] = []
+    real_submit = ProcessPoolExecutor.submit
+
+    def spy(pool: ProcessPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        submitted.append(fn.__name__)
+        return real_submit(pool, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", spy)
+
+    async def go() -> tuple[list[PassResult], bool]:
+        async with Fetcher(settings.http, settings.rsshub) as fetcher:
+            daemon = Daemon(settings, store, fetcher)
+            results = await daemon.poll()
+            return results, daemon._parse_pool is None
+
+    results, stopped = asyncio.run(go())
+    assert (["updated"], 3, True) == ([r.outcome for r in results], store.count_articles(), stopped)
+    assert submitted == ["parse_entries"]

@@ -295,9 +295,8 @@ def run_daemon(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_daemon(settings: Settings, store: Store) -> None:
-    workers = settings.watcher.parse_workers
     async with Fetcher(settings.http, settings.rsshub) as fetcher:
-        await Daemon(settings, store, fetcher, parse_workers=workers).run()
+        await Daemon(settings, store, fetcher).run()
 
 
 def run_poll(args: argparse.Namespace, settings: Settings) -> int:

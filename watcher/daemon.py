@@ -77,9 +77,11 @@ class Daemon:
     rng: random.Random | None = None
     shutdown_grace_s: float = 10.0
     notifier_factory: Callable[[ChannelSettings], Notifier] = open_notifier
-    parse_workers: int = 0  # processes that parse feeds beside the event loop; 0: parse here
+    parse_workers: int | None = None  # processes parsing beside the event loop; None: settings'
 
     def __post_init__(self) -> None:
+        if self.parse_workers is None:
+            self.parse_workers = self.settings.watcher.parse_workers
         self._rng = self.rng or random.Random()
         self._stories = StoryAssigner(self.store, self.settings.dedup)
         rules = compile_rules(self.settings.rules)  # a bad pattern: ConfigError, at start-up
@@ -119,7 +121,9 @@ class Daemon:
         return await loop.run_in_executor(self._parse_pool, func, *args)
 
     def _start_parse_pool(self) -> None:
-        if self.parse_workers > 0 and "forkserver" in multiprocessing.get_all_start_methods():
+        if self._parse_pool is not None or not self.parse_workers:
+            return
+        if "forkserver" in multiprocessing.get_all_start_methods():
             # forkserver, not fork: this process has threads (the store's, the server's).
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["watcher.pipeline"])
@@ -149,8 +153,13 @@ class Daemon:
     async def poll(self, names: Iterable[str] | None = None) -> list[PassResult]:
         """One pass now over the named sources (default: every enabled one), due or not."""
         sources = self._select(names)
-        passes = [self._bounded_pass(source) for source in sources]
-        results = list(await asyncio.gather(*passes))
+        own_pool = self._parse_pool is None  # `watcher poll`: a pool for this cycle only
+        self._start_parse_pool()
+        try:
+            results = list(await asyncio.gather(*map(self._bounded_pass, sources)))
+        finally:
+            if own_pool:
+                self._stop_parse_pool()
         if self.settings.channels:  # send what is due now; the rest waits for `watcher run`
             try:
                 await self.outbox.deliver_due()
