@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from watcher.errors import FetchError
 from watcher.fetch import (
+    ACCEPT,
     Fetcher,
     fetch_source,
     http_date,
@@ -20,6 +23,7 @@ from watcher.fetch import (
     sniff_non_feed,
     strip_userinfo,
 )
+from watcher.fetch.transport import AiohttpTransport
 from watcher.models import FetchResult, SourceState
 from watcher.settings import DEFAULT_USER_AGENT, HttpSettings, RsshubSettings, SourceSettings
 from watcher.sources import FetchPlan, plan_fetch
@@ -626,3 +630,204 @@ def test_fetcher_call_remembers_instance_health(feed_servers: Callable[..., Feed
 
     assert [up.base_url] * 3 == asyncio.run(go())
     assert 2 == len(down.requests)  # asked at 05:20 and again at 05:31, not at 05:25
+
+
+# --- the aiohttp transport under direct requests --------------------------------------------------
+
+
+def fetch_via(
+    transport: httpx.AsyncBaseTransport | None, the_plan: FetchPlan, http: HttpSettings = HTTP
+) -> FetchResult | str:
+    """Fetch one plan over ``transport`` (None: the Fetcher's own); a FetchError as its message."""
+
+    async def go() -> FetchResult | str:
+        async with Fetcher(http, transport=transport) as fetcher:
+            try:
+                return await fetch_source(fetcher, the_plan, None, now=NOW)
+            except FetchError as e:
+                return e.message
+
+    return asyncio.run(go())
+
+
+def test_direct_requests_go_through_aiohttp(feed_server: FeedServer) -> None:
+    """The direct client's transport is aiohttp's, it opens its session to fetch, and closes it."""
+    feed_server.route("/a.xml", Reply(body=FEED, headers=RSS))
+
+    async def go() -> tuple[object, bool, bool]:
+        async with Fetcher(HTTP) as fetcher:
+            transport = fetcher.client(None)._transport
+            assert isinstance(transport, AiohttpTransport)
+            src = SourceSettings(name="src", url=feed_server.url("/a.xml"), outlet="Outlet")
+            result = await fetcher(src, None)
+            session = transport._session  # opened by the fetch, not by asking for it
+            assert session is not None
+            opened = not session.closed
+        return result.body, opened, session.closed
+
+    assert (FEED, True, True) == asyncio.run(go())
+
+
+def test_proxied_and_injected_clients_keep_their_transport(forward_proxy: ForwardProxy) -> None:
+    """A proxy's client keeps httpx's own transport, and an injected transport wins over aiohttp."""
+    injected = httpx.AsyncHTTPTransport()
+
+    async def go() -> tuple[bool, bool, bool]:
+        async with Fetcher(HTTP) as fetcher, Fetcher(HTTP, transport=injected) as faked:
+            proxied = fetcher.client(forward_proxy.url)._transport_for_url(httpx.URL("http://x/"))
+            return (
+                isinstance(proxied, httpx.AsyncHTTPTransport),
+                isinstance(proxied, AiohttpTransport),
+                faked.client(None)._transport is injected,
+            )
+
+    assert (True, False, True) == asyncio.run(go())
+
+
+def test_direct_request_carries_exactly_the_headers_httpx_sets(feed_server: FeedServer) -> None:
+    """On the wire the aiohttp path sends httpx's headers, the same as httpx's own transport."""
+    feed_server.feed("/a.xml", FEED, etag='"v1"')
+    the_plan = plan(feed_server.url("/a.xml"))
+    state = SourceState(name="src", etag='"v1"')
+
+    async def go(transport: httpx.AsyncBaseTransport | None) -> FetchResult:
+        async with Fetcher(HTTP, transport=transport) as fetcher:
+            return await fetch_source(fetcher, the_plan, state, now=NOW)
+
+    assert (304, 304) == (
+        asyncio.run(go(None)).status,
+        asyncio.run(go(httpx.AsyncHTTPTransport())).status,
+    )
+    via_aiohttp, via_httpx = (r.headers for r in feed_server.requests_to("/a.xml"))
+    assert via_httpx == via_aiohttp
+    expected = {
+        "host": f"127.0.0.1:{feed_server.port}",
+        "accept-encoding": httpx.AsyncClient().headers["accept-encoding"],
+        "connection": "keep-alive",
+        "user-agent": DEFAULT_USER_AGENT,
+        "accept": ACCEPT,
+        "if-none-match": '"v1"',
+    }
+    assert expected == dict(via_aiohttp)
+    assert "aiohttp" not in via_aiohttp["user-agent"]
+
+
+def test_direct_requests_keep_no_cookies(feed_server: FeedServer) -> None:
+    """A cookie the server sets is not sent back on the next request over the same Fetcher."""
+    feed_server.route("/a.xml", Reply(body=FEED, headers={**RSS, "Set-Cookie": "id=1; Path=/"}))
+    # a host name: aiohttp's default jar would refuse a cookie from an IP address anyway
+    the_plan = plan(feed_server.url("/a.xml").replace("127.0.0.1", "localhost"))
+
+    async def go() -> None:
+        async with Fetcher(HTTP) as fetcher:
+            for _ in range(2):
+                await fetch_source(fetcher, the_plan, None, now=NOW)
+
+    asyncio.run(go())
+    assert [None, None] == [r.headers.get("cookie") for r in feed_server.requests]
+
+
+def test_direct_userinfo_becomes_one_authorization_header(feed_server: FeedServer) -> None:
+    """user:password@ in a direct feed URL is sent as Basic auth, once, and not in the target."""
+    feed_server.route("/a.xml", Reply(body=FEED, headers=RSS))
+    url = feed_server.url("/a.xml").replace("http://", "http://reader:feed%20pw@")
+    assert FEED == fetch(plan(url)).body
+    sent = feed_server.requests[0]
+    token = base64.b64encode(b"reader:feed pw").decode()
+    assert ("/a.xml", f"Basic {token}") == (sent.target, sent.headers["authorization"])
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+def test_direct_path_decodes_gzip_and_brotli(feed_server: FeedServer, encoding: str) -> None:
+    """aiohttp hands the body over still compressed and httpx decodes it, as before."""
+    body = FEED + b"<!-- padding -->" * 1000
+    feed_server.route("/a.xml", Reply(body=body, headers=RSS, encoding=encoding))
+    result = fetch(plan(feed_server.url("/a.xml")))
+    assert (body, encoding) == (result.body, result.headers["content-encoding"])
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+def test_direct_size_cap_stops_a_5mb_body(feed_server: FeedServer, encoding: str | None) -> None:
+    """A 5 MB body (plain or gzip, no Content-Length) stops at http.max_response_bytes."""
+    feed_server.route(
+        "/a.xml", Reply(body=FEED + b" " * 5_000_000, headers=RSS, encoding=encoding, length=False)
+    )
+    error = fetch_error(
+        plan(feed_server.url("/a.xml")), http=HttpSettings(max_response_bytes=100_000)
+    )
+    expected = (
+        f"{feed_server.url('/a.xml')}: the response is larger than 100000 bytes"
+        " (http.max_response_bytes)"
+    )
+    assert expected == error.message
+
+
+def test_direct_error_page_is_read_only_at_its_start(feed_server: FeedServer) -> None:
+    """A 5 MB error page is named from its first bytes, the rest left unread."""
+    page = b"<!DOCTYPE html><html><head><title>Down</title></head>" + b" " * 5_000_000
+    feed_server.route("/a.xml", Reply(503, page, HTML))
+    error = fetch_error(plan(feed_server.url("/a.xml")))
+    expected = (
+        f"{feed_server.url('/a.xml')}: HTTP 503 Service Unavailable (an HTML page titled 'Down')"
+    )
+    assert (503, expected) == (error.status, error.message)
+
+
+def test_direct_stalled_server_times_out(feed_server: FeedServer) -> None:
+    """A server that accepts and never answers fails with the timeout message."""
+    feed_server.route("/a.xml", Reply(body=FEED, headers=RSS, delay_s=30))
+    error = fetch_error(plan(feed_server.url("/a.xml"), timeout="0.3s"))
+    assert f"{feed_server.url('/a.xml')}: no complete answer within 0.3s" == error.message
+
+
+def test_direct_truncated_body_is_broken_off(feed_server: FeedServer) -> None:
+    """A body shorter than its Content-Length is an error saying the server broke off."""
+    feed_server.route(
+        "/a.xml", Reply(body=FEED, headers={**RSS, "content-length": "5000"}, length=False)
+    )
+    error = fetch_error(plan(feed_server.url("/a.xml")))
+    prefix = f"{feed_server.url('/a.xml')}: the server broke off the answer: "
+    assert (True, True) == (error.message.startswith(prefix), "5000" in error.message)
+
+
+def test_head_only_httpx_parses_is_fetched_with_httpx(feed_server: FeedServer) -> None:
+    """A head aiohttp refuses (two Content-Lengths) is fetched again over httpx, then always."""
+    feed_server.route("/a.xml", Reply(body=FEED, headers={**RSS, "content-length": str(len(FEED))}))
+    the_plan = plan(feed_server.url("/a.xml"))
+
+    async def go() -> tuple[list[bytes | None], int]:
+        async with Fetcher(HTTP) as fetcher:
+            bodies = [(await fetch_source(fetcher, the_plan, None, now=NOW)).body for _ in range(2)]
+            transport = fetcher.client(None)._transport
+            assert isinstance(transport, AiohttpTransport)
+            return bodies, len(transport.lenient_origins)
+
+    assert ([FEED, FEED], 1) == asyncio.run(go())
+    assert 3 == len(feed_server.requests)  # aiohttp's refused try, then httpx twice
+
+
+@pytest.mark.parametrize(
+    "scenario", ["refused", "tls", "stall", "redirect loop", "gone", "bad gzip"]
+)
+def test_direct_path_fails_as_httpx_did(feed_server: FeedServer, scenario: str) -> None:
+    """Over aiohttp each failure gives the very message httpx's own transport gave."""
+    feed_server.route("/loop", Reply(302, headers={"Location": "/loop"}))
+    feed_server.route("/gone", Reply(410, b"gone", {"Content-Type": "text/plain"}))
+    bad_gzip = {**RSS, "Content-Encoding": "gzip"}
+    feed_server.route("/gzip", Reply(body=b"not gzip at all", headers=bad_gzip))
+    feed_server.route("/a.xml", Reply(body=FEED, headers=RSS))
+    urls = {
+        "refused": closed_port_url(),
+        "tls": feed_server.url("/a.xml").replace("http://", "https://"),
+        "stall": feed_server.url("/a.xml").replace("/a.xml", "/slow"),
+        "redirect loop": feed_server.url("/loop"),
+        "gone": feed_server.url("/gone"),
+        "bad gzip": feed_server.url("/gzip"),
+    }
+    feed_server.route("/slow", Reply(body=FEED, delay_s=30))
+    http = HttpSettings(timeout="0.3s", max_redirects=2)
+    the_plan = plan(urls[scenario], http=http)
+    via_aiohttp, via_httpx = (
+        fetch_via(t, the_plan, http) for t in (None, httpx.AsyncHTTPTransport())
+    )
+    assert (str, via_httpx) == (type(via_aiohttp), via_aiohttp)

@@ -15,7 +15,9 @@
 
 Whether a body "starts like a feed" is ``fetch.sniff``'s call: an HTML page, a Cloudflare
 challenge page, a plain-text notice and an empty body are FetchErrors that say which, never an
-empty feed. The polling hints are read by ``fetch.hints``.
+empty feed. The polling hints are read by ``fetch.hints``. httpx does the HTTP (redirects,
+decoding, headers); under it, direct requests travel over aiohttp (``fetch.transport``, C parsing,
+a fraction of the CPU) and proxied ones over httpx's own transport.
 
 What this module does not do: it does not parse feeds (``parse`` does; fetch only sniffs the first
 bytes), decide when to check next (``Retry-After``, ``Cache-Control`` and ``Expires`` are handed
@@ -44,6 +46,7 @@ import httpx
 from watcher.errors import FetchError
 from watcher.fetch.hints import http_date, max_age_s, retry_after_s
 from watcher.fetch.sniff import sniff_non_feed
+from watcher.fetch.transport import AiohttpTransport
 from watcher.log import get_logger
 from watcher.models import FetchResult, SourceState
 from watcher.settings import HttpSettings, RsshubSettings, SourceSettings
@@ -84,7 +87,8 @@ class Fetcher:
     Use one per process and event loop, as ``async with Fetcher(settings.http, settings.rsshub)
     as fetcher:``; ``await fetcher(source, state)`` plans and fetches one source (the shape
     ``pipeline.Fetch`` wants). ``clock`` gives that call its ``now``. ``transport`` replaces the
-    network for every client (the seam for fake I/O; proxies are then unused).
+    network for every client (the seam for fake I/O; proxies are then unused). Without it, the
+    direct client sends over aiohttp and each proxy's client over httpx's own transport.
     """
 
     def __init__(
@@ -151,9 +155,12 @@ class Fetcher:
     def _new_client(self, proxy: str | None) -> httpx.AsyncClient:
         # the pool is as large as the global cap, so requests wait in our semaphores, never in it
         size = self.http.max_concurrency
+        transport = self._transport
+        if transport is None and proxy is None:
+            transport = AiohttpTransport(max_connections=size)
         return httpx.AsyncClient(
-            proxy=None if self._transport is not None else proxy,
-            transport=self._transport,
+            proxy=None if transport is not None else proxy,
+            transport=transport,
             limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
             max_redirects=self.http.max_redirects,
             follow_redirects=True,
