@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from watcher import rules
 from watcher.errors import ConfigError
 from watcher.models import StoryView
-from watcher.rules import compile_rules, fold, fold_with_offsets, match_story
+from watcher.rules import compile_rules, fold, fold_with_offsets, match_story, to_simplified
 from watcher.settings import RuleSettings, load_settings
 
 NOW = datetime(2026, 11, 3, 5, 20, tzinfo=UTC)
@@ -100,6 +104,17 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, ...] | None]] 
     ),
     "fold: case": ({"any": ["UKRAINE"]}, {}, ("UKRAINE",)),
     "fold: full-width Latin": ({"any": ["ukraine"]}, {"text": "ＵＫＲＡＩＮＥ news"}, ("ukraine",)),
+    "fold: full-width term": ({"any": ["ＧＲＡＩＮ"]}, {}, ("ＧＲＡＩＮ",)),
+    "fold: accent composed by NFKC": ({"any": ["café"]}, {"text": "cafe\u0301 talks"}, ("café",)),
+    "fold: Hangul jamo composed by NFKC": (
+        {"any": ["각"]},
+        {"text": "\u1100\u1161\u11a8 뉴스"},
+        ("각",),
+    ),
+    "fold: a phrase converted as a phrase": ({"any": ["深沉"]}, {"title": "夜色深沈"}, ("深沉",)),
+    "fold: found only after folding": ({"any": ["台湾"]}, {"text": "（臺灣）、…"}, ("台湾",)),
+    "fold: final sigma": ({"any": ["ΟΔΟΣ"]}, {"text": "η οδός ΟΔΟΣ."}, ("ΟΔΟΣ",)),
+    "fold: title with a line break": ({"any": ["局势"]}, {"title": "烏克蘭\n局勢"}, ("局势",)),
     # 7. edges
     "edge: Latin word boundary": ({"any": ["Ukrain"]}, {}, None),
     "edge: Ukraine is not Ukrainian": ({"any": ["Ukraine"]}, {"text": "Ukrainian ports"}, None),
@@ -111,6 +126,18 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, ...] | None]] 
         ("iPhone",),
     ),
     "edge: CJK then Latin edge": ({"any": ["华为Mate"]}, {"title": "华为Mate60发布"}, None),
+    "edge: Latin term between CJK": ({"any": ["GDP"]}, {"text": "中国GDP增长"}, ("GDP",)),
+    "edge: Latin term inside a Latin word by CJK": (
+        {"any": ["GDP"]},
+        {"text": "中国GDPR法规"},
+        None,
+    ),
+    "edge: full-width Latin by CJK": ({"any": ["G7"]}, {"text": "Ｇ７峰会"}, ("G7",)),
+    "edge: boundary found after another hit": (
+        {"any": ["grain"]},
+        {"text": "grains, then grain"},
+        ("grain",),
+    ),
     # 8. words and phrases
     "words: each word, any order": ({"any": ["deal Black"]}, {}, ("deal Black",)),
     "words: one word missing": ({"any": ["deal wheat"]}, {}, None),
@@ -120,6 +147,26 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, ...] | None]] 
         {"any": ['"black sea"']},
         {"text": "the Black \n  Sea"},
         ('"black sea"',),
+    ),
+    "phrase: not across title and text": (
+        {"any": ['"协议 黑海"']},
+        {"title": "新协议", "text": "黑海 粮食"},
+        None,
+    ),
+    "words: in title and text apart": (
+        {"any": ["协议 黑海"]},
+        {"title": "新协议", "text": "黑海 粮食"},
+        ("协议 黑海",),
+    ),
+    "words: overlapping terms both found": (
+        {"any": ["港府", "香港"]},
+        {"title": "香港府", "text": ""},
+        ("港府", "香港"),
+    ),
+    "words: a term inside another": (
+        {"any": ["香港政府", "港"]},
+        {"title": "香港政府", "text": ""},
+        ("香港政府", "港"),
     ),
     # 9. fields
     "fields: outlet not searched by default": ({"any": ["联合早报"]}, {}, None),
@@ -175,6 +222,23 @@ def test_every_rule_that_fires_gives_a_match_in_order() -> None:
     ]
 
 
+def test_rules_compiled_apart_or_as_a_subset_match_alike() -> None:
+    """Rules from separate compile_rules calls, or a subset of one, find the same terms."""
+    settings = [
+        RuleSettings(name="a", any=("grain", "足球")),
+        RuleSettings(name="b", any=("乌克兰",), exclude=("足球",)),
+        RuleSettings(name="c", all=("黑海",), regex=("官员|officials",)),
+    ]
+    together = compile_rules(settings)
+    apart = [rule for setting in settings for rule in compile_rules([setting])]
+    view = StoryView(**BASE_VIEW)
+    expected = [("a", ("grain",)), ("c", ("黑海", "官员|officials"))]
+    assert [expected, expected, expected] == [
+        [(m.rule, m.terms) for m in match_story(rules, view, now=NOW)]
+        for rules in (together[::2], apart[::2], [together[0], apart[2]])
+    ]
+
+
 def test_highlights_point_into_the_original_text() -> None:
     """Spans are offsets of the original (Traditional, full-width) title and text."""
     view = StoryView(story_id="s", title="快訊：烏克蘭與ＵＫＲＡＩＮＥ", text="A Black  Sea deal")
@@ -199,6 +263,22 @@ def test_highlights_of_a_word_term_mark_each_word() -> None:
     assert expected == [view.title[h.start : h.end] for h in match[0].highlights]
 
 
+def test_highlights_after_characters_that_widen() -> None:
+    """Characters NFKC widens (…, ﬁ) and ones it joins (e + accent) keep spans on the original."""
+    view = StoryView(story_id="s", title="……ﬁnal：烏克蘭", text="cafe\u0301……乌克兰 ΑΣ")
+    rule = RuleSettings(name="r", any=("乌克兰", "final", "café"))
+    match = match_story(compile_rules([rule]), view, now=NOW)[0]
+    expected = [
+        ("title", "ﬁnal", "final"),
+        ("title", "烏克蘭", "乌克兰"),
+        ("text", "乌克兰", "乌克兰"),
+    ]
+    shown = {"title": view.title, "text": view.text}
+    assert expected == [
+        (h.field, shown[h.field][h.start : h.end], h.term) for h in match.highlights
+    ]
+
+
 def test_fold_is_nfkc_lower_simplified() -> None:
     """fold() gives the text rules compare: NFKC, lower case, Simplified."""
     assert "台湾 abc(1)" == fold("臺灣 ＡＢＣ（１）")
@@ -208,6 +288,76 @@ def test_fold_with_offsets_maps_expanded_characters() -> None:
     """A ligature that NFKC expands maps both its letters to its one original offset."""
     expected = ("file 台湾", [0, 0, 1, 2, 3, 4, 5])
     assert expected == fold_with_offsets("ﬁle 臺灣")
+
+
+# Characters where NFKC or lower case is not one character in, one out, or not context-free.
+TRICKY = [
+    "\u0301", "\u0308", "\u0344", "\u0f73", "\u3099", "\u309a", "\u1100", "\u1161", "\u11a8",
+    "\u00a0", "\u3000", "\u200d", "\n", "ﬁ", "…", "Σ", "Ϲ", "İ", "ẞ", "Ａ", "ａ", "𝔱", "ℌ", "①",
+    "㈱", "½", "™", "ｶ", "ﾟ", "≮", "<", "e", "か", "가", "臺", "灣", "乾", "，", "（", "😀",
+    " ", "a",
+]  # fmt: skip
+
+
+def _nfkc_lower_by_character(text: str) -> tuple[str, list[int]]:
+    pieces = [unicodedata.normalize("NFKC", c).lower() for c in text]
+    return "".join(pieces), [i for i, piece in enumerate(pieces) for _ in piece]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(TRICKY), max_size=12).map("".join))
+def test_fold_is_the_spec_literally_applied(text: str) -> None:
+    """fold and fold_with_offsets equal NFKC -> lower -> t2s applied whole and char by char."""
+    if len(text) == len(text.lower()) and unicodedata.is_normalized("NFKC", text):
+        by_character: tuple[str, list[int]] = (text.lower(), list(range(len(text))))
+    else:
+        by_character = _nfkc_lower_by_character(text)
+    expected = (
+        to_simplified(unicodedata.normalize("NFKC", text).lower()),
+        (to_simplified(by_character[0]), by_character[1]),
+    )
+    assert expected == (fold(text), fold_with_offsets(text))
+
+
+def _canonical_pairs() -> tuple[set[int], set[int]]:
+    """First and second characters of every canonical two-character decomposition."""
+    firsts, seconds = set(range(0x1100, 0x1113)), set(range(0x1161, 0x1176))
+    seconds |= set(range(0x11A8, 0x11C3))  # Hangul jamo compose by algorithm, not by table
+    firsts |= set(range(0xAC00, 0xD7A4))
+    for code in range(0x110000):
+        parts = unicodedata.decomposition(chr(code)).split()
+        if len(parts) == 2 and not parts[0].startswith("<"):
+            firsts.add(int(parts[0], 16))
+            seconds.add(int(parts[1], 16))
+    return firsts, seconds
+
+
+def test_stable_blocks_never_change_or_combine() -> None:
+    """Characters folding treats as stable are NFKC-stable starters that join no predecessor,
+    and the inert ones join no successor either (the premises of normalizing in pieces)."""
+    firsts, seconds = _canonical_pairs()
+    stable = [c for c in map(chr, range(0x10000)) if not rules._UNSTABLE.match(c)]
+    inert = [c for c in stable if rules._INERT.fullmatch(c)]
+    wrong_stable = [
+        c
+        for c in stable
+        if unicodedata.normalize("NFKC", c) != c or unicodedata.combining(c) or ord(c) in seconds
+    ]
+    wrong_inert = [c for c in inert if ord(c) in firsts]
+    punctuation = [(c, rules._inert_nfkd(c)) for c, _ in rules._PUNCTUATION]
+    assert ([], [], True) == (
+        wrong_stable,
+        wrong_inert,
+        all(nfkd == unicodedata.normalize("NFKC", c) for c, nfkd in punctuation),
+    )
+
+
+def test_simplified_conversion_keeps_lengths_and_lines() -> None:
+    """t2s keeps each line apart and its length, so title and text can share one call."""
+    title, text = "發展與經濟：烏克蘭局勢", "深沈的夜色\n乾燥天氣，頭髮"
+    joined = to_simplified(f"{title}\n{text}")
+    expected = (to_simplified(title), to_simplified(text), len(title) + 1 + len(text))
+    assert expected == (*joined.split("\n", 1), len(joined))
 
 
 def test_compile_bad_pattern_names_rule_and_key() -> None:

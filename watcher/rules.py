@@ -29,6 +29,11 @@ How a term is found:
     field; the pattern itself is converted to Simplified, and it sees ASCII punctuation (NFKC
     turns ``（`` into ``(``).
 
+How it stays fast (the results are those of the steps above, literally applied): a text is
+NFKC-normalized only around the characters that need it, title and text share one OpenCC call,
+and one pass per field over every literal word of the rules finds which words occur at all, so
+a term's pattern runs only where its words are (for a Latin edge or a phrase's whitespace).
+
 Each Match names the terms found (the rule's own spelling, in the rule's order: ``all``, then
 ``any``, then ``regex``) and where they are in the original title and text, for highlighting.
 
@@ -38,13 +43,15 @@ state between calls and does not decide whether a story already alerted (the out
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
+from typing import NamedTuple
 
 import opencc
 
@@ -62,6 +69,26 @@ _LATIN = re.compile(rf"[^\W_{_CJK}]")
 _SEPARATOR = "\x00"  # between outlets (or categories): no phrase or word runs across it
 _HIGHLIGHTED: tuple[RuleField, ...] = ("title", "text")
 
+# Characters NFKC keeps and never joins to what precedes them (NFKC_Quick_Check=Yes, ccc=0): a
+# text may be normalized in pieces cut just before any of them (UAX #15, stable code points).
+# Chosen blocks, checked against unicodedata by tests/test_rules.py; others are looked at.
+_STABLE = (
+    r"\u0000-\u007f\u00a1-\u00a7\u00a9\u00ab-\u00ae\u00b0-\u00b1\u00b6-\u00b7\u00bb\u00bf-\u00ff"
+    r"\u2010\u2012-\u2016\u2018-\u2023\u2027-\u202e\u2030-\u2032\u2500-\u25ff\u3001-\u3029"
+    r"\u3041-\u3096\u30a1-\u30fa\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3"
+)
+# ... of which these never combine with what follows either (no letters, no < = >): where a
+# character's NFKD is made of these alone (，-> , …-> ...), NFKC replaces it, whatever is around.
+_INERT = re.compile(
+    r"[\u0000-\u003b\u003f-\u0040\u005b-\u0060\u007b-\u007f\u2010\u2012-\u2016\u2018-\u2023"
+    r"\u2027-\u202e\u2030-\u2032\u2500-\u25ff\u3001-\u3029\u3400-\u4dbf\u4e00-\u9fff]*"
+)
+# The full-width punctuation of Chinese text (all inert in NFKD), replaced before looking further.
+_PUNCTUATION = tuple((c, unicodedata.normalize("NFKD", c)) for c in "，（）：？；！…\u3000")
+_UNSTABLE = re.compile(f"[^{_STABLE}]")
+_UNSTABLE_RUN = re.compile(f"[^{_STABLE}]+")
+_SIGMA = "\u03a3"  # the one character whose lower case depends on its neighbours
+
 
 # --- folding --------------------------------------------------------------------------------------
 
@@ -73,12 +100,14 @@ def _converter() -> opencc.OpenCC:
 
 def to_simplified(text: str) -> str:
     """OpenCC t2s: Traditional characters and phrases to Simplified."""
-    return str(_converter().convert(text)) if text else text
+    if text.isascii():  # no t2s entry holds an ASCII character
+        return text
+    return str(_converter().convert(text))
 
 
 def fold(text: str) -> str:
     """``text`` as rules compare it: NFKC, lower case, Simplified."""
-    return to_simplified(unicodedata.normalize("NFKC", text).lower())
+    return to_simplified(_nfkc(text).lower())
 
 
 def fold_with_offsets(text: str) -> tuple[str, list[int]] | None:
@@ -87,35 +116,138 @@ def fold_with_offsets(text: str) -> tuple[str, list[int]] | None:
     Returns (folded, owners) with ``owners[i]`` the index in ``text`` of folded character
     ``i``; None in the rare text whose Simplified form changes length (no highlights then).
     """
-    lowered = text.lower()
-    if len(lowered) == len(text) and unicodedata.is_normalized("NFKC", text):
-        folded, owners = lowered, list(range(len(text)))
-    else:
-        pieces = [unicodedata.normalize("NFKC", c).lower() for c in text]
-        folded = "".join(pieces)
-        owners = [i for i, piece in enumerate(pieces) for _ in piece]
-    simplified = to_simplified(folded)
+    lowered, owners = _lowered_by_character(text)
+    simplified = _same_length(lowered, to_simplified(lowered))
+    if simplified is None:
+        return None
+    return simplified, list(range(len(text))) if owners is None else owners
+
+
+def _nfkc(text: str) -> str:
+    """``unicodedata.normalize("NFKC", text)``, normalizing only where the text needs it."""
+    if unicodedata.is_normalized("NFKC", text):
+        return text
+    text = _without_punctuation(text)
+    replaced_all = True
+    for char in _unstable_characters(text):
+        replacement = _inert_nfkd(char)
+        if replacement is None:
+            replaced_all = False
+        else:
+            text = text.replace(char, replacement)
+    return text if replaced_all else _nfkc_in_pieces(text)
+
+
+def _without_punctuation(text: str) -> str:
+    """``text`` with the common full-width punctuation normalized (exactly as NFKC would)."""
+    for char, replacement in _PUNCTUATION:
+        text = text.replace(char, replacement)
+    return text
+
+
+@cache
+def _inert_nfkd(char: str) -> str | None:
+    """The NFKD of ``char`` when it is made of inert characters only, else None."""
+    decomposed = unicodedata.normalize("NFKD", char)
+    return decomposed if _INERT.fullmatch(decomposed) else None
+
+
+def _nfkc_in_pieces(text: str) -> str:
+    """NFKC of each run of unstable characters with the stable one before it; the rest kept."""
+    pieces: list[str] = []
+    done = 0
+    for run in _UNSTABLE_RUN.finditer(text):
+        start = max(run.start() - 1, 0)
+        pieces += (text[done:start], unicodedata.normalize("NFKC", text[start : run.end()]))
+        done = run.end()
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def _unstable_characters(text: str) -> set[str]:
+    """The characters of ``text`` outside the stable blocks (none when it is NFKC already)."""
+    return set() if unicodedata.is_normalized("NFKC", text) else set(_UNSTABLE.findall(text))
+
+
+@cache
+def _nfkc_of(char: str) -> str:
+    return unicodedata.normalize("NFKC", char)
+
+
+def _lowered_by_character(text: str) -> tuple[str, list[int] | None]:
+    """Each character NFKC-normalized, then lower-cased; owners as in fold_with_offsets.
+
+    Owners are None where folded and original characters pair one for one. Only the
+    characters NFKC changes are replaced; lower case is taken character by character
+    (the whole text's only when the text is NFKC already and keeps its length).
+    """
+    if unicodedata.is_normalized("NFKC", text):
+        lowered = text.lower()
+        return (lowered, None) if len(lowered) == len(text) else _lowered_one_by_one(text)
+    normalized = _without_punctuation(text)
+    widened = [c for c, nfkc in _PUNCTUATION if len(nfkc) != 1 and c in text]
+    for char in _unstable_characters(normalized):
+        if (nfkc := _nfkc_of(char)) != char:
+            normalized = normalized.replace(char, nfkc)
+            if len(nfkc) != 1:
+                widened.append(char)
+    lowered = normalized.lower()
+    if _SIGMA in normalized or len(lowered) != len(normalized):
+        return _lowered_one_by_one(text)
+    return lowered, _widened_owners(text, widened) if widened else None
+
+
+def _widened_owners(text: str, widened: Sequence[str]) -> list[int]:
+    """Owners when the ``widened`` characters normalize to several (``…`` -> ``...``)."""
+    owners: list[int] = []
+    done = 0
+    for hit in re.finditer("|".join(map(re.escape, sorted(widened))), text):
+        owners += range(done, hit.start())
+        owners += [hit.start()] * len(_nfkc_of(hit.group()))
+        done = hit.end()
+    owners += range(done, len(text))
+    return owners
+
+
+def _lowered_one_by_one(text: str) -> tuple[str, list[int]]:
+    pieces = [unicodedata.normalize("NFKC", c).lower() for c in text]
+    return "".join(pieces), [i for i, piece in enumerate(pieces) for _ in piece]
+
+
+def _same_length(folded: str, simplified: str) -> str | None:
+    """``simplified`` (``folded`` converted), else converted character by character, else None."""
     if len(simplified) != len(folded):
         simplified = "".join(to_simplified(c) for c in folded)
         if len(simplified) != len(folded):
             return None
-    return simplified, owners
+    return simplified
+
+
+def _simplified_pair(title: str, text: str) -> tuple[str, str]:
+    """Both converted by one OpenCC call: t2s maps no phrase across a newline."""
+    if "\n" in title:
+        return to_simplified(title), to_simplified(text)
+    head, _, tail = to_simplified(f"{title}\n{text}").partition("\n")
+    return head, tail
 
 
 # --- compiling ------------------------------------------------------------------------------------
 
 
+class Probe(NamedTuple):
+    """One pattern of a term, and the literal words any match of it contains."""
+
+    pattern: re.Pattern[str]
+    words: tuple[str, ...]  # empty for a ``regex`` pattern: no word is known
+    plain: bool  # a match is the one word, no boundary: found exactly where the word is
+
+
 @dataclass(frozen=True)
 class Term:
-    """A term as configured, and the patterns that must all be found for it to count."""
+    """A term as configured, and the probes whose patterns must all be found for it to count."""
 
     text: str
-    patterns: tuple[re.Pattern[str], ...]
-
-    def is_found(self, haystacks: Iterable[str]) -> bool:
-        """True when every pattern is found in at least one of ``haystacks``."""
-        texts = tuple(haystacks)
-        return all(any(p.search(t) for t in texts) for p in self.patterns)
+    probes: tuple[Probe, ...]
 
 
 @dataclass(frozen=True)
@@ -133,11 +265,21 @@ class CompiledRule:
     categories: frozenset[str]
     min_outlets: int
     channels: tuple[str, ...]
+    scanner: _Scanner | None = dataclasses.field(default=None, compare=False, repr=False)
+    """Finds the words of every rule compiled with this one (by compile_rules)."""
+
+    @cached_property
+    def words(self) -> frozenset[str]:
+        """Every literal word of the terms (not of ``regex``), for one pass over each field."""
+        terms = (*self.any, *self.all, *self.exclude)
+        return frozenset(word for term in terms for probe in term.probes for word in probe.words)
 
 
 def compile_rules(rules: Sequence[RuleSettings]) -> list[CompiledRule]:
     """Compile every rule once; a pattern Python cannot compile is a ConfigError naming it."""
-    return [compile_rule(rule, index) for index, rule in enumerate(rules)]
+    compiled = [compile_rule(rule, index) for index, rule in enumerate(rules)]
+    scanner = _scanner(frozenset().union(*(rule.words for rule in compiled)))
+    return [dataclasses.replace(rule, scanner=scanner) for rule in compiled]
 
 
 def compile_rule(rule: RuleSettings, index: int = 0) -> CompiledRule:
@@ -178,15 +320,16 @@ def compile_term(term: str) -> Term:
     if not words:
         raise ValueError(f"the term {term!r} has nothing to look for")
     if quoted:
-        return Term(term, (_words_pattern(words),))
-    return Term(term, tuple(dict.fromkeys(_words_pattern([w]) for w in words)))
+        return Term(term, (_words_probe(words),))
+    return Term(term, tuple(dict.fromkeys(_words_probe([w]) for w in words)))
 
 
-def _words_pattern(words: Sequence[str]) -> re.Pattern[str]:
+def _words_probe(words: Sequence[str]) -> Probe:
     """Words in order, whitespace between; word boundaries at Latin edges only."""
     head = _BEFORE if _LATIN.match(words[0][0]) else ""
     tail = _AFTER if _LATIN.match(words[-1][-1]) else ""
-    return re.compile(head + r"\s+".join(re.escape(w) for w in words) + tail)
+    pattern = re.compile(head + r"\s+".join(re.escape(w) for w in words) + tail)
+    return Probe(pattern, tuple(words), len(words) == 1 and not head and not tail)
 
 
 def _compile_pattern(rule: RuleSettings, index: int, j: int) -> Term:
@@ -196,7 +339,43 @@ def _compile_pattern(rule: RuleSettings, index: int, j: int) -> Term:
     except re.error as e:
         key = f"rules.{index}.regex.{j}"
         raise ConfigError(key, f"rule {rule.name!r}: not a regular expression: {e}") from e
-    return Term(pattern, (compiled,))
+    return Term(pattern, (Probe(compiled, (), False),))
+
+
+@dataclass(frozen=True)
+class _Scanner:
+    """One pass over a field tells which of the rules' words it contains."""
+
+    words: frozenset[str]
+    pattern: re.Pattern[str] | None
+    hidden: frozenset[str]
+    """Words a reported match may hide (they overlap another word): looked up on their own."""
+
+
+@lru_cache(maxsize=64)
+def _scanner(words: frozenset[str]) -> _Scanner:
+    if not words:
+        return _Scanner(words, None, frozenset())
+    longest_first = sorted(words, key=lambda w: (-len(w), w))
+    pattern = re.compile("|".join(map(re.escape, longest_first)))
+    return _Scanner(words, pattern, _overlapping(longest_first))
+
+
+def _overlapping(words: Sequence[str]) -> frozenset[str]:
+    """Words that can overlap another's occurrence: one within the other, or end on start."""
+    starting: dict[str, set[str]] = {}
+    for word in words:
+        for end in range(1, len(word) + 1):
+            starting.setdefault(word[:end], set()).add(word)
+    known = set(words)
+    found: set[str] = set()
+    for word in words:
+        for start in range(len(word)):
+            tail = word[start:]
+            others = starting.get(tail, set()) | {tail[:n] for n in range(1, len(tail) + 1)}
+            if others := (others & known) - {word}:
+                found |= others | {word}
+    return frozenset(found)
 
 
 # --- matching -------------------------------------------------------------------------------------
@@ -205,10 +384,14 @@ def _compile_pattern(rule: RuleSettings, index: int, j: int) -> Term:
 class _Folded:
     """The fields of one StoryView, folded on first use and shared by every rule."""
 
-    def __init__(self, view: StoryView) -> None:
+    def __init__(self, view: StoryView, scanner: _Scanner) -> None:
         self.view = view
+        self.scanner = scanner
         self._fields: dict[RuleField, str] = {}
-        self._mapped: dict[RuleField, tuple[str, list[int]] | None] = {}
+        self._lowered: dict[RuleField, str] = {}  # title and text before t2s
+        self._scanned: dict[RuleField, set[str]] = {}
+        self._words: dict[tuple[RuleField, ...], set[str]] = {}
+        self._mapped: dict[RuleField, tuple[str, list[int] | None] | None] = {}
 
     @cached_property
     def outlets(self) -> frozenset[str]:
@@ -219,19 +402,56 @@ class _Folded:
         return frozenset(fold(c).strip() for c in self.view.categories)
 
     def field(self, name: RuleField) -> str:
+        """The field folded (title and text together: one OpenCC call for both)."""
         if name not in self._fields:
-            self._fields[name] = fold(_raw_field(self.view, name))
+            if name in _HIGHLIGHTED:
+                title = self._lowered["title"] = _nfkc(self.view.title).lower()
+                text = self._lowered["text"] = _nfkc(self.view.text).lower()
+                self._fields["title"], self._fields["text"] = _simplified_pair(title, text)
+            else:
+                self._fields[name] = fold(_raw_field(self.view, name))
         return self._fields[name]
 
-    def haystacks(self, fields: Iterable[RuleField]) -> tuple[str, ...]:
-        return tuple(self.field(f) for f in fields)
+    def words(self, fields: tuple[RuleField, ...]) -> set[str]:
+        """The rules' words found in any of ``fields`` (one scan per field for all words)."""
+        if fields not in self._words:
+            self._words[fields] = set().union(*(self._scan(f) for f in fields))
+        return self._words[fields]
 
-    def mapped(self, name: RuleField) -> tuple[str, list[int]] | None:
-        """The field folded with offsets into the original (for highlights)."""
+    def _scan(self, name: RuleField) -> set[str]:
+        if name not in self._scanned:
+            text, scanner = self.field(name), self.scanner
+            found = set(scanner.pattern.findall(text)) if scanner.pattern else set()
+            found.update(w for w in scanner.hidden - found if w in text)
+            self._scanned[name] = found
+        return self._scanned[name]
+
+    def finds(self, term: Term, fields: tuple[RuleField, ...]) -> bool:
+        """True when every probe of ``term`` is found in at least one of ``fields``."""
+        words = self.words(fields)
+        for probe in term.probes:
+            if probe.plain:
+                if probe.words[0] not in words:
+                    return False
+            elif not words.issuperset(probe.words) or not any(
+                probe.pattern.search(self.field(f)) for f in fields
+            ):
+                return False
+        return True
+
+    def mapped(self, name: RuleField) -> tuple[str, list[int] | None] | None:
+        """The field folded, with owners into the original (None: one for one); for highlights."""
         if name not in self._mapped:
             raw = _raw_field(self.view, name)
-            self._mapped[name] = fold_with_offsets(raw) if raw else None
+            self._mapped[name] = self._with_offsets(name, raw) if raw else None
         return self._mapped[name]
+
+    def _with_offsets(self, name: RuleField, raw: str) -> tuple[str, list[int] | None] | None:
+        lowered, owners = _lowered_by_character(raw)
+        folded = self.field(name)  # the same conversion when the field folded alike, as usual
+        simplified = folded if lowered == self._lowered[name] else to_simplified(lowered)
+        same_length = _same_length(lowered, simplified)
+        return None if same_length is None else (same_length, owners)
 
 
 def _raw_field(view: StoryView, name: RuleField) -> str:
@@ -246,13 +466,21 @@ def _raw_field(view: StoryView, name: RuleField) -> str:
 
 def match_story(rules: Sequence[CompiledRule], view: StoryView, *, now: datetime) -> list[Match]:
     """One Match per rule that fires on ``view``, in the rules' order (see the module doc)."""
-    folded = _Folded(view)
+    folded = _Folded(view, _scanner_of(rules))
     matches = []
     for rule in rules:
         found = _found_terms(rule, folded)
         if found is not None:
             matches.append(_match(rule, folded, found, now))
     return matches
+
+
+def _scanner_of(rules: Sequence[CompiledRule]) -> _Scanner:
+    """The scanner the rules were compiled with (any subset of them shares it), else one made."""
+    shared = rules[0].scanner if rules else None
+    if shared is not None and all(rule.words <= shared.words for rule in rules):
+        return shared
+    return _scanner(frozenset().union(*(rule.words for rule in rules)))
 
 
 def _is_in_scope(rule: CompiledRule, folded: _Folded) -> bool:
@@ -269,12 +497,12 @@ def _found_terms(rule: CompiledRule, folded: _Folded) -> list[Term] | None:
     """The terms that make ``rule`` fire, steps 1-5 of the module doc; None if it does not."""
     if not _is_in_scope(rule, folded):
         return None
-    haystacks = folded.haystacks(rule.fields)
-    if any(term.is_found(haystacks) for term in rule.exclude):
+    fields = rule.fields
+    if any(folded.finds(term, fields) for term in rule.exclude):
         return None
-    if not all(term.is_found(haystacks) for term in rule.all):
+    if not all(folded.finds(term, fields) for term in rule.all):
         return None
-    alternatives = [t for t in (*rule.any, *rule.regex) if t.is_found(haystacks)]
+    alternatives = [t for t in (*rule.any, *rule.regex) if folded.finds(t, fields)]
     if (rule.any or rule.regex) and not alternatives:
         return None
     return [*rule.all, *alternatives]
@@ -296,7 +524,7 @@ def _match(rule: CompiledRule, folded: _Folded, found: list[Term], now: datetime
 
 
 def _highlights(
-    field: RuleField, mapped: tuple[str, list[int]] | None, found: Sequence[Term]
+    field: RuleField, mapped: tuple[str, list[int] | None] | None, found: Sequence[Term]
 ) -> Iterator[Highlight]:
     """Spans of the original field where the found terms occur, merged, at most MAX_HIGHLIGHTS."""
     if mapped is None:
@@ -304,10 +532,12 @@ def _highlights(
     folded, owners = mapped
     spans: list[tuple[int, int, str]] = []
     for term in found:
-        for pattern in term.patterns:
-            for hit in itertools.islice(pattern.finditer(folded), MAX_HIGHLIGHTS):
-                if hit.end() > hit.start():
-                    spans.append((owners[hit.start()], owners[hit.end() - 1] + 1, term.text))
+        for probe in term.probes:
+            for hit in itertools.islice(probe.pattern.finditer(folded), MAX_HIGHLIGHTS):
+                start, last = hit.start(), hit.end() - 1
+                if last >= start:
+                    first, last = (start, last) if owners is None else (owners[start], owners[last])
+                    spans.append((first, last + 1, term.text))
     for start, end, text in _merged(spans)[:MAX_HIGHLIGHTS]:
         yield Highlight(field=field, start=start, end=end, term=text)
 
