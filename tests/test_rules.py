@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcher import rules
+from watcher import folding
 from watcher.errors import ConfigError
+from watcher.folding import fold, fold_with_offsets, to_simplified
 from watcher.models import StoryView
-from watcher.rules import compile_rules, fold, fold_with_offsets, match_story, to_simplified
+from watcher.rules import compile_rules, match_story
 from watcher.settings import RuleSettings, load_settings
 
 NOW = datetime(2026, 11, 3, 5, 20, tzinfo=UTC)
@@ -336,15 +337,15 @@ def test_stable_blocks_never_change_or_combine() -> None:
     """Characters folding treats as stable are NFKC-stable starters that join no predecessor,
     and the inert ones join no successor either (the premises of normalizing in pieces)."""
     firsts, seconds = _canonical_pairs()
-    stable = [c for c in map(chr, range(0x10000)) if not rules._UNSTABLE.match(c)]
-    inert = [c for c in stable if rules._INERT.fullmatch(c)]
+    stable = [c for c in map(chr, range(0x10000)) if not folding._UNSTABLE.match(c)]
+    inert = [c for c in stable if folding._INERT.fullmatch(c)]
     wrong_stable = [
         c
         for c in stable
         if unicodedata.normalize("NFKC", c) != c or unicodedata.combining(c) or ord(c) in seconds
     ]
     wrong_inert = [c for c in inert if ord(c) in firsts]
-    punctuation = [(c, rules._inert_nfkd(c)) for c, _ in rules._PUNCTUATION]
+    punctuation = [(c, folding._inert_nfkd(c)) for c, _ in folding._PUNCTUATION]
     assert ([], [], True) == (
         wrong_stable,
         wrong_inert,
