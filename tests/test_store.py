@@ -14,7 +14,7 @@ from watcher.errors import StoreError
 from watcher.models import Article, Layout, SourceState
 from watcher.store import SqliteStore, Store, open_store
 from watcher.store.migrations import MIGRATIONS, Migration
-from watcher.store.rows import ARTICLE_COLUMNS, SOURCE_STATE_COLUMNS
+from watcher.store.rows import ARTICLE_COLUMNS, SOURCE_STATE_COLUMNS, StoryReach
 from watcher.store.sqlite import PAGE_SIZE
 
 BACKENDS = ["sqlite"]  # "postgresql" joins when its backend lands
@@ -421,7 +421,7 @@ def test_an_unreadable_row_is_a_store_error_naming_the_article(db: Path) -> None
 
 
 def test_migrates_from_each_old_version(tmp_path: Path) -> None:
-    """A database left at each older schema version opens, migrates and keeps its rows."""
+    """A database left at each older version migrates, keeps its rows, and its stories' reach."""
     for version in range(1, len(MIGRATIONS)):
         path = tmp_path / f"v{version}.db"
         SqliteStore(path, migrations=MIGRATIONS[:version]).close()
@@ -430,9 +430,33 @@ def test_migrates_from_each_old_version(tmp_path: Path) -> None:
                 "INSERT INTO source_state (name, etag, consecutive_failures, paused) "
                 "VALUES ('s', 'e1', 2, 0)"
             )
+            if version >= 3:  # stories exist: one of two members, the later one first
+                _write_old_story(conn)
         with SqliteStore(path) as new:
             state = new.get_source_state("s")
+            reach = new.story_reach(["b"]) if version >= 3 else {}
         assert SourceState(name="s", etag="e1", consecutive_failures=2) == state
+        expected = {"b": StoryReach(("o", "p"), ("世界", "x"), ("zb",))} if version >= 3 else {}
+        assert expected == reach
+
+
+def _write_old_story(conn: sqlite3.Connection) -> None:
+    for id_, outlet, at, categories, source in (
+        ("b", "p", "2024-01-02T00:00:00.000000+00:00", '["x", "世界"]', None),
+        ("a", "o", "2024-01-01T00:00:00.000000+00:00", '["世界"]', "zb"),
+    ):
+        conn.execute(
+            "INSERT INTO articles (id, format, title, outlet, categories, tags, published_key, "
+            "published_confidence, body_html, text, source, layout, story_id, inserted_at) "
+            "VALUES (?, 'link', ?, ?, ?, '[]', ?, 'exact', '', '', ?, '{}', 'b', ?)",
+            (id_, id_, outlet, categories, at, source, at),
+        )
+    conn.execute("INSERT INTO stories VALUES ('b', 'b', '', '[\"p\"]', 1, 'x', 'x')")
+    conn.executemany(
+        "INSERT INTO story_members VALUES (?, 'b', NULL, 1.0, ?, ?)",
+        [("b", "2024-01-02T00:00:00.000000+00:00", "t1"),
+         ("a", "2024-01-01T00:00:00.000000+00:00", "t2")],
+    )  # fmt: skip
 
 
 def test_count_articles_by_source(store: Store) -> None:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import random
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from watcher.errors import StoreError
 from watcher.models import Article
-from watcher.store import Store
+from watcher.store import SqliteStore, Store
 from watcher.store.migrations import MIGRATIONS
-from watcher.store.rows import MemberRow, SignatureRow, time_key
+from watcher.store.rows import MemberRow, SignatureRow, StoryReach, time_key
 
 from .conftest import Opener
 
@@ -117,3 +123,162 @@ def test_stories_survive_reopening(reopen: Opener, store: Store) -> None:
 def test_story_migration_is_the_third() -> None:
     """The stories migration stays where it was appended: after the two of issues 2 and 3."""
     assert "stories, story_members and signatures (dedupe)" == MIGRATIONS[2].name
+
+
+# -- SQLite only: story rows kept up to date member by member ------------------------------------
+
+OUTLETS = ("早报", "路透", "CNA", "RFI")
+CATEGORIES = ("国际", "World", "亚洲", "Asia", "")
+SOURCES = ("zaobao", "reuters", "cna", None)
+TIMES = (T0, T0 + timedelta(hours=1), T0 - timedelta(hours=1), None)  # few: ties are common
+
+
+def random_articles(rng: random.Random, count: int) -> list[Article]:
+    """Articles with ids that prefix each other (n1, n10), shared times, repeated categories."""
+    return [
+        Article(id=f"n{i}", format="link", title=f"t{i}", outlet=rng.choice(OUTLETS),
+                published_at=rng.choice(TIMES), source=rng.choice(SOURCES),
+                categories=[rng.choice(CATEGORIES) for _ in range(rng.randint(0, 3))])
+        for i in range(count)
+    ]  # fmt: skip
+
+
+StoryFacts = tuple[str, str, list[str], int, list[str], list[str]]
+
+
+def reference_stories(
+    conn: sqlite3.Connection, articles: dict[str, Article]
+) -> dict[str, StoryFacts]:
+    """Each story recomputed from its members: canonical, first key, outlets, size, etc."""
+    members: dict[str, list[tuple[str, str, str]]] = {}
+    query = "SELECT story_id, published_key, assigned_at, article_id FROM story_members"
+    for story_id, key, assigned_at, article_id in conn.execute(query):
+        members.setdefault(story_id, []).append((key, assigned_at, article_id))
+    found: dict[str, StoryFacts] = {}
+    for story_id, rows in members.items():
+        rows.sort(key=lambda r: (r[0] == "", r))
+        ordered = [articles[r[2]] for r in rows]
+        categories = [c for a in ordered for c in a.categories]
+        sources = [a.source for a in ordered if a.source is not None]
+        found[story_id] = (rows[0][2], rows[0][0], unique(a.outlet for a in ordered), len(rows),
+                           unique(categories), unique(sources))  # fmt: skip
+    return found
+
+
+def unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def stored_stories(conn: sqlite3.Connection) -> dict[str, StoryFacts]:
+    query = (
+        "SELECT id, canonical_id, first_published_key, outlets, size, categories, sources "
+        "FROM stories"
+    )
+    return {
+        row[0]: (row[1], row[2], json.loads(row[3]), row[4], json.loads(row[5]), json.loads(row[6]))
+        for row in conn.execute(query)
+    }
+
+
+def reach_of(facts: dict[str, StoryFacts]) -> dict[str, StoryReach]:
+    return {k: StoryReach(tuple(f[2]), tuple(f[4]), tuple(f[5])) for k, f in facts.items()}
+
+
+def random_batches(rng: random.Random, articles: list[Article]) -> Iterator[list[MemberRow]]:
+    """The articles in random order and batches, each joining one of five stories; now and
+    then an article already assigned is put in a story again (alone or twice in a batch)."""
+    order = rng.sample(articles, len(articles))
+    done: list[Article] = []
+    while order:
+        batch = [order.pop() for _ in range(min(len(order), rng.randint(1, 6)))]
+        if done and rng.random() < 0.15:
+            batch.append(rng.choice(done))
+        if rng.random() < 0.1:
+            batch.append(batch[0])
+        done.extend(batch)
+        yield [MemberRow(a.id, f"s{rng.randrange(5)}", None, 1.0, time_key(a.published_at))
+               for a in batch]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_story_rows_equal_a_recompute_after_each_batch(tmp_path: Path, seed: int) -> None:
+    """Members in random orders and batches: rows and reach equal a recompute from members."""
+    rng = random.Random(seed)
+    articles = random_articles(rng, 40)
+    by_id = {a.id: a for a in articles}
+    path = tmp_path / "w.db"
+    with SqliteStore(path) as opened, closing(sqlite3.connect(path)) as conn:
+        opened.add_articles(articles)
+        for batch in random_batches(rng, articles):
+            opened.save_stories([], batch)
+            expected = reference_stories(conn, by_id)
+            assert expected == stored_stories(conn)
+            assert reach_of(expected) == opened.story_reach([*expected, "unknown"])
+
+
+def test_an_earlier_member_moves_outlets_categories_and_sources_to_the_front(
+    tmp_path: Path,
+) -> None:
+    """A late arrival published first becomes canonical; its outlet, category, source lead."""
+    path = tmp_path / "w.db"
+    with SqliteStore(path) as opened:
+        opened.add_articles([
+            Article(id="b", format="link", title="b", outlet="路透", source="reuters",
+                    categories=["World", "亚洲"], published_at=T0 + timedelta(hours=1)),
+            Article(id="a", format="link", title="a", outlet="早报", source="zaobao",
+                    categories=["亚洲", "国际"], published_at=T0),
+        ])  # fmt: skip
+        opened.save_stories([], [member("b", "b", T0 + timedelta(hours=1))])
+        opened.save_stories([], [member("a", "b", T0, "b")])
+        story = opened.get_story("b")
+        reach = opened.story_reach(["b"])["b"]
+    assert story is not None
+    expected = StoryReach(("早报", "路透"), ("亚洲", "国际", "World"), ("zaobao", "reuters"))
+    assert (("a", T0), expected) == ((story.canonical_id, story.first_published_at), reach)
+
+
+def test_an_article_assigned_again_leaves_its_old_story(store: Store) -> None:
+    """An article put in another story: both are recomputed; a story left empty is dropped."""
+    store.save_stories([], [member("a", "a", T0), member("b", "a", T0, "a")])
+    store.save_stories([], [member("c", "c", None)])
+    store.save_stories([], [member("a", "c", T0, "c"), member("c", "c", None)])
+    left, joined = store.get_story("a"), store.get_story("c")
+    assert left is not None and joined is not None
+    assert ((["路透"], "b"), (["早报", "CNA"], "a")) == (
+        (left.outlets, left.canonical_id), (joined.outlets, joined.canonical_id))  # fmt: skip
+    store.save_stories([], [member("b", "c", T0, "c")])
+    assert (None, ("早报", "路透", "CNA")) == (store.get_story("a"),
+                                               store.story_reach(["c"])["c"].outlets)  # fmt: skip
+
+
+def test_a_member_of_an_unstored_article_is_a_store_error(store: Store) -> None:
+    """save_stories refuses a member whose article is not stored, and stores nothing."""
+    with pytest.raises(StoreError, match="'zz'"):
+        store.save_stories([], [member("a", "a", T0), member("zz", "a", T0)])
+    assert 0 == store.count_stories()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_migration_5_fills_story_rows_from_members(tmp_path: Path, seed: int) -> None:
+    """Stories written by version 4 get the rows a recompute gives, and keep growing right."""
+    rng = random.Random(seed)
+    articles = random_articles(rng, 40)
+    by_id = {a.id: a for a in articles}
+    path = tmp_path / "w.db"
+    with SqliteStore(path, migrations=MIGRATIONS[:4]) as old:
+        old.add_articles(articles)
+    assigned = ["2024-05-01T09:00:00+00:00", "2024-05-01T09:00:00.000001+00:00"]
+    with closing(sqlite3.connect(path)) as conn, conn:  # as version 4 wrote them
+        for a in articles[:30]:
+            story = f"s{rng.randrange(5)}"
+            conn.execute("INSERT INTO stories VALUES (?, ?, '', '[]', 0, 'x', 'x') "
+                         "ON CONFLICT DO NOTHING", (story, story))  # fmt: skip
+            conn.execute("INSERT INTO story_members VALUES (?, ?, NULL, 1.0, ?, ?)",
+                         (a.id, story, time_key(a.published_at), rng.choice(assigned)))  # fmt: skip
+    with SqliteStore(path) as new, closing(sqlite3.connect(path)) as conn:
+        assert reference_stories(conn, by_id) == stored_stories(conn)
+        late = articles[30:]
+        stories = [f"s{rng.randrange(5)}" for _ in late]
+        new.save_stories([], [MemberRow(a.id, s, None, 1.0, time_key(a.published_at))
+                              for a, s in zip(late, stories, strict=True)])  # fmt: skip
+        assert reference_stories(conn, by_id) == stored_stories(conn)

@@ -144,6 +144,70 @@ _ALERT_INDEXES = (
     "CREATE INDEX alerts_channel_sent ON alerts (channel, sent_at)",
 )
 
+# --- stories keep their reach on the row, each name beside the member that brought it first ----
+# `firsts` holds, aligned with `outlets`, `categories` and `sources`, each name's first member
+# as [article_id, position] (position: a category's index in that member's list, else 0), and
+# under "members" those members' [published_key, assigned_at]: a new member places the names it
+# brings by comparing keys, and no story's members are re-read (see reach.py).
+# The backfill uses SQLite's json_each and json_group_array: no portable SQL unpacks or builds
+# a JSON list, so a PostgreSQL backend spells those statements its own way.
+_FIRST_ORDER = "undated, published_key, assigned_at, article_id, position"
+_STORY_FIRSTS = f"""
+CREATE TEMP TABLE story_firsts AS
+SELECT story_id, kind, value, undated, published_key, assigned_at, article_id, position
+FROM (
+    SELECT f.*, ROW_NUMBER() OVER (PARTITION BY story_id, kind, value
+                                   ORDER BY {_FIRST_ORDER}) AS nth
+    FROM (
+        SELECT m.story_id, 'outlet' AS kind, a.outlet AS value, m.published_key = '' AS undated,
+               m.published_key, m.assigned_at, m.article_id, 0 AS position
+        FROM story_members m JOIN articles a ON a.id = m.article_id
+        UNION ALL
+        SELECT m.story_id, 'category', c.value, m.published_key = '', m.published_key,
+               m.assigned_at, m.article_id, c.key
+        FROM story_members m JOIN articles a ON a.id = m.article_id, json_each(a.categories) c
+        UNION ALL
+        SELECT m.story_id, 'source', a.source, m.published_key = '', m.published_key,
+               m.assigned_at, m.article_id, 0
+        FROM story_members m JOIN articles a ON a.id = m.article_id WHERE a.source IS NOT NULL
+    ) f
+) WHERE nth = 1"""
+
+
+def _listed(kind: str, value: str) -> str:
+    return (
+        f"COALESCE((SELECT json_group_array(json(x)) FROM (SELECT {value} AS x "
+        f"FROM story_firsts f WHERE f.story_id = stories.id AND f.kind = '{kind}' "
+        f"ORDER BY {_FIRST_ORDER})), '[]')"
+    )
+
+
+def _first(column: str, fallback: str) -> str:
+    return (
+        f"COALESCE((SELECT {column} FROM story_firsts f WHERE f.story_id = stories.id "
+        f"AND f.kind = 'outlet' ORDER BY {_FIRST_ORDER} LIMIT 1), {fallback})"
+    )
+
+
+_FIRST = "json_array(article_id, position)"
+_FIRST_MEMBERS = (
+    "COALESCE((SELECT json_group_object(article_id, json_array(published_key, assigned_at)) "
+    "FROM (SELECT DISTINCT article_id, published_key, assigned_at FROM story_firsts f "
+    "WHERE f.story_id = stories.id)), '{}')"
+)
+_BACKFILL_STORIES = f"""
+UPDATE stories SET
+    canonical_id = {_first("article_id", "canonical_id")},
+    first_published_key = {_first("published_key", "first_published_key")},
+    outlets = {_listed("outlet", "json_quote(value)")},
+    categories = {_listed("category", "json_quote(value)")},
+    sources = {_listed("source", "json_quote(value)")},
+    firsts = json_object('outlet', json({_listed("outlet", _FIRST)}),
+                         'category', json({_listed("category", _FIRST)}),
+                         'source', json({_listed("source", _FIRST)}),
+                         'members', json({_FIRST_MEMBERS})),
+    size = (SELECT COUNT(*) FROM story_members m WHERE m.story_id = stories.id)"""
+
 MIGRATIONS: Sequence[Migration] = (
     Migration(
         "create articles and source_state",
@@ -182,6 +246,18 @@ MIGRATIONS: Sequence[Migration] = (
             # Articles stored before alerts existed are not news to anyone: mark them seen,
             # so the daemon's catch-up never alerts on the whole archive.
             "INSERT INTO rule_checks (article_id, checked_at) SELECT id, inserted_at FROM articles",
+        ),
+    ),
+    Migration(
+        "stories keep categories, sources and the first member of each name",
+        (
+            "ALTER TABLE stories ADD COLUMN categories TEXT NOT NULL DEFAULT '[]'",  # JSON list
+            "ALTER TABLE stories ADD COLUMN sources TEXT NOT NULL DEFAULT '[]'",  # JSON list
+            "ALTER TABLE stories ADD COLUMN firsts TEXT NOT NULL DEFAULT '{}'",  # JSON object
+            _STORY_FIRSTS,
+            f"CREATE INDEX story_firsts_order ON story_firsts (story_id, kind, {_FIRST_ORDER})",
+            _BACKFILL_STORIES,
+            "DROP TABLE story_firsts",
         ),
     ),
 )

@@ -56,11 +56,7 @@ _INSERT_CHECK: Final = (
     "ON CONFLICT (article_id) DO NOTHING"
 )
 _SELECT_ALERTS: Final = f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts"
-_REACH: Final = (
-    "SELECT m.story_id, a.outlet, a.categories, a.source FROM story_members m "
-    "JOIN articles a ON a.id = m.article_id WHERE m.story_id IN ({marks}) "
-    "ORDER BY m.published_key = '', m.published_key, m.assigned_at, m.article_id"
-)
+_REACH: Final = "SELECT id, outlets, categories, sources FROM stories WHERE id IN ({marks})"
 _UNCHECKED: Final = (
     "SELECT a.id FROM articles a JOIN story_members m ON m.article_id = a.id "
     "WHERE a.source IS NOT NULL AND NOT EXISTS "
@@ -140,18 +136,20 @@ class SqliteAlertsMixin:
         return found
 
     def story_reach(self, story_ids: Iterable[str]) -> dict[str, StoryReach]:
-        """Each story's outlets (in order of publication), categories and sources."""
-        seen: dict[str, tuple[dict[str, None], dict[str, None], dict[str, None]]] = {}
+        """Each story's outlets (in order of publication), categories and sources.
+
+        Read from the story rows, which ``save_stories`` keeps up to date: no member is read.
+        """
+        reach: dict[str, StoryReach] = {}
         for chunk in _chunks(dict.fromkeys(story_ids)):
             with self._read("read the reach of stories") as conn:
                 rows = conn.execute(_REACH.format(marks=_marks(chunk)), chunk).fetchall()
-            for story_id, outlet, categories, source in rows:
-                outlets, cats, sources = seen.setdefault(story_id, ({}, {}, {}))
-                outlets[outlet] = None
-                cats.update(dict.fromkeys(json.loads(categories)))
-                if source is not None:
-                    sources[source] = None
-        return {k: StoryReach(tuple(o), tuple(c), tuple(s)) for k, (o, c, s) in seen.items()}
+            for story_id, outlets, categories, sources in rows:
+                reach[story_id] = StoryReach(
+                    tuple(json.loads(outlets)), tuple(json.loads(categories)),
+                    tuple(json.loads(sources)),
+                )  # fmt: skip
+        return reach
 
     def unchecked_article_ids(self) -> list[str]:
         """Polled articles in a story that the rules have not seen (a kill came between)."""

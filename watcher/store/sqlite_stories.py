@@ -1,25 +1,40 @@
 """The SQLite side of stories: signatures, members and story rows (dedupe, issue 4).
 
 A mixin of ``SqliteStore``, kept apart so the article and source-state code stays short.
-``save_stories`` writes one batch of decisions in one transaction: the signatures, the
-members, each article's ``story_id``, and each touched story's row (canonical member,
-outlets in order of first publication, size), recomputed from its members.
+``save_stories`` writes one batch of decisions in one transaction, and reads no member of a
+story but the new ones::
 
-Does not: decide which story an article belongs to (the dedupe stage does).
+    facts = outlet, categories, source (and story, if any) of the batch's articles  one query
+    story rows (placeholders for new stories), members, each article's story_id
+    each touched story's row                                                    one query
+    reach.add(new member) for each: the names it brings first placed among the row's by
+        the keys of their first members, which the row keeps (reach.py)
+    canonical, first key, size, outlets, categories, sources, firsts written back
+    an article assigned again (rare): its old and new stories rebuilt from every member
+
+A story row keeps its canonical member, first published key, size, and its outlets (in
+order of first publication), categories and sources (in member order, as ``story_reach``
+returns them), so readers never join members with articles.
+
+Does not: decide which story an article belongs to (the dedupe stage does), or notice an
+article changed by ``upsert_article`` after it joined a story (its story keeps what it had).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from watcher.errors import StoreError
 from watcher.models import Story, StoryMember
+from watcher.store.reach import Reach, member_key
 from watcher.store.rows import MemberRow, SignatureRow, time_from_key, time_key
 
 _PUT_SIGNATURE: Final = (
@@ -33,12 +48,26 @@ _PUT_MEMBER: Final = (
     "story_id = excluded.story_id, matched_id = excluded.matched_id, "
     "similarity = excluded.similarity, published_key = excluded.published_key"
 )
-_PUT_STORY: Final = (
+_PLACE_STORY: Final = (  # members refer to it; its values come once they are in
     "INSERT INTO stories (id, canonical_id, first_published_key, outlets, size, created_at, "
-    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-    "canonical_id = excluded.canonical_id, first_published_key = excluded.first_published_key, "
-    "outlets = excluded.outlets, size = excluded.size, updated_at = excluded.updated_at"
+    "updated_at) VALUES (?, ?, '', '[]', 0, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
+_FACTS: Final = (
+    "SELECT a.id, a.outlet, a.categories, a.source, m.story_id FROM articles a "
+    "LEFT JOIN story_members m ON m.article_id = a.id WHERE a.id IN ({marks})"
+)
+_MEMBER_FACTS: Final = (
+    "SELECT m.story_id, m.article_id, m.published_key, m.assigned_at, a.outlet, a.categories, "
+    "a.source FROM story_members m JOIN articles a ON a.id = m.article_id WHERE m.story_id = ?"
+)
+_ROWS: Final = (
+    "SELECT id, outlets, categories, sources, firsts, size FROM stories WHERE id IN ({marks})"
+)
+_PUT_ROW: Final = (
+    "UPDATE stories SET canonical_id = ?, first_published_key = ?, outlets = ?, categories = ?, "
+    "sources = ?, firsts = ?, size = ?, updated_at = ? WHERE id = ?"
+)
+_IDS_PER_QUERY: Final = 500  # old SQLite allows 999 variables in one statement
 _MEMBERS_OF: Final = (
     "SELECT m.article_id, a.outlet, a.title, a.link, a.published_at, a.origin, m.similarity, "
     "m.matched_id, m.published_key FROM story_members m JOIN articles a ON a.id = m.article_id "
@@ -72,20 +101,25 @@ class SqliteStoriesMixin:
     def save_stories(
         self, signatures: Sequence[SignatureRow], members: Sequence[MemberRow]
     ) -> None:
-        """Store signatures and story decisions, and refresh each touched story, at once."""
+        """Store signatures and story decisions, and update each touched story, at once."""
         now = datetime.now(UTC).isoformat()
         with self._transaction("save stories") as conn:
             conn.executemany(_PUT_SIGNATURE, [s[:5] for s in signatures])
-            touched = list(dict.fromkeys(m.story_id for m in members))
-            for story_id in touched:  # the story row first: members refer to it
-                conn.execute(_PUT_STORY, (story_id, story_id, "", "[]", 0, now, now))
+            facts = _article_facts(conn, [m.article_id for m in members])
+            if missing := [m.article_id for m in members if m.article_id not in facts]:
+                raise StoreError(f"{self.path}: cannot save stories: {missing[0]!r} is not stored")
+            redo = _stories_to_recompute(members, facts)
+            touched = dict.fromkeys(m.story_id for m in members)
+            conn.executemany(_PLACE_STORY, [(s, s, now, now) for s in touched])
             conn.executemany(_PUT_MEMBER, [(*m, now) for m in members])
             conn.executemany(
                 "UPDATE articles SET story_id = ? WHERE id = ?",
                 [(m.story_id, m.article_id) for m in members],
             )
-            for story_id in touched:
-                _refresh_story(conn, story_id, now)
+            joining = [_Joining(m.story_id, m.article_id, m.published_key, now,
+                                *facts[m.article_id][:3])
+                       for m in members if m.story_id not in redo]  # fmt: skip
+            _grow_stories(conn, [*joining, *_reset_stories(conn, sorted(redo))], now)
 
     def iter_signatures(
         self, scheme: str, *, since: datetime | None = None, until: datetime | None = None
@@ -159,17 +193,90 @@ _STORY_COLUMNS: Final = (
 )
 
 
-def _refresh_story(conn: sqlite3.Connection, story_id: str, now: str) -> None:
-    rows = conn.execute(_MEMBERS_OF, (story_id,)).fetchall()
-    if not rows:
-        raise StoreError(f"story {story_id!r} has no members")
-    outlets = list(dict.fromkeys(row[1] for row in rows))
-    first = rows[0]
-    conn.execute(
-        "UPDATE stories SET canonical_id = ?, first_published_key = ?, outlets = ?, size = ?, "
-        "updated_at = ? WHERE id = ?",
-        (first[0], first[8], json.dumps(outlets, ensure_ascii=False), len(rows), now, story_id),
-    )
+class _Facts(NamedTuple):
+    """What a story row needs of an article, and the story it is in already (if any)."""
+
+    outlet: str
+    categories: list[str]
+    source: str | None
+    story_id: str | None
+
+
+def _chunks(items: Iterable[str], size: int = _IDS_PER_QUERY) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _article_facts(conn: sqlite3.Connection, article_ids: Sequence[str]) -> dict[str, _Facts]:
+    """The facts of those of these articles that are stored."""
+    facts: dict[str, _Facts] = {}
+    for chunk in _chunks(dict.fromkeys(article_ids)):
+        query = _FACTS.format(marks=", ".join("?" * len(chunk)))
+        for id_, outlet, categories, source, story_id in conn.execute(query, chunk):
+            facts[id_] = _Facts(outlet, json.loads(categories), source, story_id)
+    return facts
+
+
+def _stories_to_recompute(members: Sequence[MemberRow], facts: dict[str, _Facts]) -> set[str]:
+    """Stories an article leaves or joins again (in a story already, or twice in the batch)."""
+    twice = {a for a, n in Counter(m.article_id for m in members).items() if n > 1}
+    redo: set[str] = set()
+    for m in members:
+        before = facts[m.article_id].story_id
+        if before is not None or m.article_id in twice:
+            redo.update(s for s in (before, m.story_id) if s is not None)
+    return redo
+
+
+class _Joining(NamedTuple):
+    """A member joining its story, with what the story's row needs of it."""
+
+    story_id: str
+    article_id: str
+    published_key: str
+    assigned_at: str
+    outlet: str
+    categories: list[str]
+    source: str | None
+
+
+def _grow_stories(conn: sqlite3.Connection, joining: Sequence[_Joining], now: str) -> None:
+    """Add members to their stories' rows: size, canonical, and the names each brings first."""
+    by_story: dict[str, list[_Joining]] = {}
+    for m in joining:
+        by_story.setdefault(m.story_id, []).append(m)
+    values: list[tuple[Any, ...]] = []
+    for chunk in _chunks(by_story):
+        query = _ROWS.format(marks=", ".join("?" * len(chunk)))
+        for story_id, *columns, size in conn.execute(query, chunk).fetchall():
+            reach = Reach.from_columns(*columns)
+            for m in by_story[story_id]:
+                key = member_key(m.published_key, m.assigned_at, m.article_id)
+                reach.add(key, m.outlet, m.categories, m.source)
+            size += len(by_story[story_id])
+            values.append((*reach.canonical(), *reach.columns(), size, now, story_id))
+    conn.executemany(_PUT_ROW, values)
+
+
+def _reset_stories(conn: sqlite3.Connection, story_ids: Sequence[str]) -> list[_Joining]:
+    """Empty these stories' rows (size, lists) and return every member to add again.
+
+    A story left with no member is deleted.
+    """
+    joining: list[_Joining] = []
+    for story_id in story_ids:
+        conn.execute(
+            "UPDATE stories SET size = 0, outlets = '[]', categories = '[]', sources = '[]', "
+            "firsts = '{}' WHERE id = ?",
+            (story_id,),
+        )
+        rows = conn.execute(_MEMBER_FACTS, (story_id,)).fetchall()
+        if not rows:
+            conn.execute("DELETE FROM stories WHERE id = ?", (story_id,))
+        joining += [_Joining(s, a, key, at, outlet, json.loads(categories), source)
+                    for s, a, key, at, outlet, categories, source in rows]  # fmt: skip
+    return joining
 
 
 def _story(conn: sqlite3.Connection, row: Sequence[Any]) -> Story:
