@@ -14,7 +14,7 @@ from watcher.errors import StoreError
 from watcher.models import Article, Layout, SourceState
 from watcher.store import SqliteStore, Store, open_store
 from watcher.store.migrations import MIGRATIONS, Migration
-from watcher.store.rows import ARTICLE_COLUMNS, SOURCE_STATE_COLUMNS, StoryReach
+from watcher.store.rows import ARTICLE_COLUMNS, SOURCE_STATE_COLUMNS, MemberRow, StoryReach
 from watcher.store.sqlite import PAGE_SIZE
 
 BACKENDS = ["sqlite"]  # "postgresql" joins when its backend lands
@@ -431,7 +431,16 @@ def test_migrates_from_each_old_version(tmp_path: Path) -> None:
                 "VALUES ('s', 'e1', 2, 0)"
             )
             if version >= 3:  # stories exist: one of two members, the later one first
-                _write_old_story(conn)
+                _write_old_story(conn, with_story_row=version < 5)
+        if version >= 5:  # story rows keep their reach: written as that version's store did
+            with SqliteStore(path, migrations=MIGRATIONS[:version]) as old:
+                old.save_stories(
+                    [],
+                    [
+                        MemberRow("b", "b", None, 1.0, "2024-01-02T00:00:00.000000+00:00"),
+                        MemberRow("a", "b", "b", 1.0, "2024-01-01T00:00:00.000000+00:00"),
+                    ],
+                )
         with SqliteStore(path) as new:
             state = new.get_source_state("s")
             reach = new.story_reach(["b"]) if version >= 3 else {}
@@ -440,7 +449,7 @@ def test_migrates_from_each_old_version(tmp_path: Path) -> None:
         assert expected == reach
 
 
-def _write_old_story(conn: sqlite3.Connection) -> None:
+def _write_old_story(conn: sqlite3.Connection, *, with_story_row: bool) -> None:
     for id_, outlet, at, categories, source in (
         ("b", "p", "2024-01-02T00:00:00.000000+00:00", '["x", "世界"]', None),
         ("a", "o", "2024-01-01T00:00:00.000000+00:00", '["世界"]', "zb"),
@@ -451,6 +460,8 @@ def _write_old_story(conn: sqlite3.Connection) -> None:
             "VALUES (?, 'link', ?, ?, ?, '[]', ?, 'exact', '', '', ?, '{}', 'b', ?)",
             (id_, id_, outlet, categories, at, source, at),
         )
+    if not with_story_row:
+        return
     conn.execute("INSERT INTO stories VALUES ('b', 'b', '', '[\"p\"]', 1, 'x', 'x')")
     conn.executemany(
         "INSERT INTO story_members VALUES (?, 'b', NULL, 1.0, ?, ?)",

@@ -260,6 +260,12 @@ MIGRATIONS: Sequence[Migration] = (
             "DROP TABLE story_firsts",
         ),
     ),
+    Migration(
+        "articles: drop story_id, which story_members records",
+        # Written for every assigned article and never read: the update rewrote each whole
+        # article row (body and text included) a second time in every pass.
+        ("ALTER TABLE articles DROP COLUMN story_id",),
+    ),
 )
 
 

@@ -7,7 +7,7 @@ any thread use the store, one call at a time. Every driver error becomes a ``Sto
 naming the file, with the driver's error chained.
 
 Does not: pool connections, retry past the busy timeout, or decide what is a duplicate story
-(the dedupe stage does; ``story_id`` is only stored here).
+(the dedupe stage does; its decisions are only stored here).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ _UPSERT_ARTICLE = (
     _INSERT_ARTICLE
     + "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in (*ARTICLE_COLUMNS[1:], "published_key"))
-)  # inserted_at and story_id stay as they were
+)  # inserted_at stays as it was
 _SELECT_ARTICLES = f"SELECT {_COLUMNS}, published_key FROM articles"
 _FIRST_PAGE = (
     f"{_SELECT_ARTICLES} WHERE published_key >= :floor ORDER BY published_key, id LIMIT {PAGE_SIZE}"

@@ -5,7 +5,7 @@ A mixin of ``SqliteStore``, kept apart so the article and source-state code stay
 story but the new ones::
 
     facts = outlet, categories, source (and story, if any) of the batch's articles  one query
-    story rows (placeholders for new stories), members, each article's story_id
+    story rows (placeholders for new stories), members (each article's story)
     each touched story's row                                                    one query
     reach.add(new member) for each: the names it brings first placed among the row's by
         the keys of their first members, which the row keeps (reach.py)
@@ -112,10 +112,6 @@ class SqliteStoriesMixin:
             touched = dict.fromkeys(m.story_id for m in members)
             conn.executemany(_PLACE_STORY, [(s, s, now, now) for s in touched])
             conn.executemany(_PUT_MEMBER, [(*m, now) for m in members])
-            conn.executemany(
-                "UPDATE articles SET story_id = ? WHERE id = ?",
-                [(m.story_id, m.article_id) for m in members],
-            )
             joining = [_Joining(m.story_id, m.article_id, m.published_key, now,
                                 *facts[m.article_id][:3])
                        for m in members if m.story_id not in redo]  # fmt: skip
@@ -140,7 +136,6 @@ class SqliteStoriesMixin:
         """Forget every story, member and signature (before ``restory``); return stories gone."""
         with self._transaction("clear stories") as conn:
             (count,) = conn.execute("SELECT COUNT(*) FROM stories").fetchone()
-            conn.execute("UPDATE articles SET story_id = NULL WHERE story_id IS NOT NULL")
             for table in ("story_members", "stories", "signatures"):
                 conn.execute(f"DELETE FROM {table}")
         return int(count)
