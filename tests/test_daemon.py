@@ -452,3 +452,25 @@ def test_poll_parses_in_a_pool_of_its_own_and_stops_it(
     results, stopped = asyncio.run(go())
     assert (["updated"], 3, True) == ([r.outcome for r in results], store.count_articles(), stopped)
     assert submitted == ["parse_entries"]
+
+
+def test_poll_flushes_the_archive_and_run_repairs_what_a_crash_left(
+    feed_server: FeedServer, store: Store, tmp_path: Path
+) -> None:
+    """After a poll no file is pending; a pending, cut-short file is rewritten when run starts."""
+    feed_server.feed("/a.xml", rss(ITEMS), etag='"a"')
+    settings = settings_for(tmp_path, feed_server, "/a.xml")
+    asyncio.run(_poll(settings, store))
+    assert store.archive_pending_ids() == []
+    victim = sorted(settings.archive_path.rglob("*.md"))[0]
+    whole = victim.read_bytes()
+    victim.write_bytes(whole[:10])  # a power loss before the flush
+    article_id = next(a.id for a in store.iter_articles() if a.title in victim.name)
+    store.add_archive_pending([article_id])
+
+    async def go() -> None:
+        async with Fetcher(settings.http, settings.rsshub) as fetcher:
+            await _run_until(Daemon(settings, store, fetcher), asyncio.Event(), 0.5)
+
+    asyncio.run(go())
+    assert (victim.read_bytes(), store.archive_pending_ids()) == (whole, [])

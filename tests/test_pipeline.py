@@ -14,7 +14,13 @@ import pytest
 from watcher import archive
 from watcher.fetch import Fetcher
 from watcher.models import Article
-from watcher.pipeline import PassContext, PassResult, poll_source
+from watcher.pipeline import (
+    PassContext,
+    PassResult,
+    flush_archive,
+    poll_source,
+    repair_archive,
+)
 from watcher.polling import PollPolicy
 from watcher.settings import DedupSettings, HttpSettings, RsshubSettings, SourceSettings
 from watcher.store import Store, open_store
@@ -278,3 +284,32 @@ def test_failed_pass_stores_nothing_and_the_next_assigns_every_story(
     again = pass_with_stories()
     assert (3, 3, 3) == (len(again.new), store.count_articles(), store.count_stories())
     assert store.unassigned_article_ids() == []
+
+
+def test_pass_leaves_its_files_pending_until_a_flush(
+    feed_server: FeedServer, store: Store, tmp_path: Path
+) -> None:
+    """A pass notes its unflushed files with its articles; flush_archive clears them."""
+    feed_server.feed("/feed.xml", rss(ITEMS))
+    root = tmp_path / "archive"
+    result = run_pass(source(feed_server.url("/feed.xml")), store, root)
+    assert sorted(store.archive_pending_ids()) == sorted(a.id for a in result.new)
+    assert flush_archive(store, root) == 3
+    assert (store.archive_pending_ids(), flush_archive(store, root)) == ([], 0)
+
+
+def test_repair_rewrites_the_files_a_crash_left_unflushed(
+    feed_server: FeedServer, store: Store, tmp_path: Path
+) -> None:
+    """A file still pending at start-up is written again exactly; flushed ones are left alone."""
+    feed_server.feed("/feed.xml", rss(ITEMS))
+    root = tmp_path / "archive"
+    result = run_pass(source(feed_server.url("/feed.xml")), store, root)
+    files = sorted(root.rglob("*.md"))
+    for path in files:  # what a power loss can leave of an unflushed file
+        path.write_bytes(b"")
+    assert repair_archive(store, root) == 3
+    articles = [store.get_article(s.id) for s in result.new]
+    written = {archive.render(a) for a in articles if a is not None}
+    assert written == {p.read_text(encoding="utf-8") for p in files}
+    assert (store.archive_pending_ids(), repair_archive(store, root)) == ([], 0)

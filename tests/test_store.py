@@ -340,6 +340,7 @@ ALL_TABLES = {
     "matches",
     "alerts",
     "rule_checks",
+    "archive_pending",
 }
 
 
@@ -431,7 +432,7 @@ def test_migrates_from_each_old_version(tmp_path: Path) -> None:
                 "VALUES ('s', 'e1', 2, 0)"
             )
             if version >= 3:  # stories exist: one of two members, the later one first
-                _write_old_story(conn, with_story_row=version < 5)
+                _write_old_story(conn, with_story_row=version < 5, story_column=version < 6)
         if version >= 5:  # story rows keep their reach: written as that version's store did
             with SqliteStore(path, migrations=MIGRATIONS[:version]) as old:
                 old.save_stories(
@@ -449,15 +450,16 @@ def test_migrates_from_each_old_version(tmp_path: Path) -> None:
         assert expected == reach
 
 
-def _write_old_story(conn: sqlite3.Connection, *, with_story_row: bool) -> None:
+def _write_old_story(conn: sqlite3.Connection, *, with_story_row: bool, story_column: bool) -> None:
     for id_, outlet, at, categories, source in (
         ("b", "p", "2024-01-02T00:00:00.000000+00:00", '["x", "世界"]', None),
         ("a", "o", "2024-01-01T00:00:00.000000+00:00", '["世界"]', "zb"),
     ):
+        story = ("story_id, ", "'b', ") if story_column else ("", "")  # gone in version 6
         conn.execute(
             "INSERT INTO articles (id, format, title, outlet, categories, tags, published_key, "
-            "published_confidence, body_html, text, source, layout, story_id, inserted_at) "
-            "VALUES (?, 'link', ?, ?, ?, '[]', ?, 'exact', '', '', ?, '{}', 'b', ?)",
+            f"published_confidence, body_html, text, source, layout, {story[0]}inserted_at) "
+            f"VALUES (?, 'link', ?, ?, ?, '[]', ?, 'exact', '', '', ?, '{{}}', {story[1]}?)",
             (id_, id_, outlet, categories, at, source, at),
         )
     if not with_story_row:

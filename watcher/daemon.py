@@ -46,8 +46,10 @@ from watcher.pipeline import (
     Parsed,
     PassContext,
     PassResult,
+    flush_archive,
     poll_source,
     prepare_worker,
+    repair_archive,
     run_here,
 )
 from watcher.polling import PollPolicy
@@ -58,6 +60,8 @@ from watcher.store import Store
 from watcher.stories import StoryAssigner
 
 log = logging.getLogger("watcher.daemon")
+ARCHIVE_FLUSH_S = 5.0
+"""How often the archive files written by passes are flushed to disk, all at once."""
 Clock = Callable[[], datetime]
 
 
@@ -137,6 +141,25 @@ class Daemon:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
+    def _repair_archive(self) -> None:
+        """Write again the archive files a crash may have left unflushed (logged, not raised)."""
+        try:
+            repair_archive(self.store, self.settings.archive_path)
+        except WatcherError as e:  # they stay pending; each pass will name the archive's fault
+            log_event(log, logging.ERROR, "archive not repaired", error=str(e))
+
+    def _flush_archive(self) -> None:
+        """Flush the archive files written since the last flush (logged, never raised)."""
+        try:
+            flush_archive(self.store, self.settings.archive_path)
+        except WatcherError as e:  # the files stay pending: the next flush or start retries
+            log_event(log, logging.ERROR, "archive not flushed", error=str(e))
+
+    async def _flush_archive_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await asyncio.to_thread(self._flush_archive)
+
     def _assign_stories(self, articles: list[Article]) -> set[str]:
         return {a.article_id for a in self._stories.assign(articles) if a.starts_story}
 
@@ -156,10 +179,13 @@ class Daemon:
         own_pool = self._parse_pool is None  # `watcher poll`: a pool for this cycle only
         self._start_parse_pool()
         try:
+            if own_pool:
+                self._repair_archive()
             results = list(await asyncio.gather(*map(self._bounded_pass, sources)))
         finally:
             if own_pool:
                 self._stop_parse_pool()
+            self._flush_archive()
         if self.settings.channels:  # send what is due now; the rest waits for `watcher run`
             try:
                 await self.outbox.deliver_due()
@@ -251,7 +277,9 @@ class Daemon:
         except WatcherError as e:  # they stay unchecked: the next start tries again
             log_event(log, logging.ERROR, "rules not caught up", error=str(e))
         self._start_parse_pool()
+        self._repair_archive()
         self._outbox_task = asyncio.create_task(self.outbox.run())
+        flusher = asyncio.create_task(self._flush_archive_every(ARCHIVE_FLUSH_S))
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.start()
         sources = [s for s in self.settings.sources if s.enabled]
@@ -267,7 +295,9 @@ class Daemon:
         finally:
             notify.stopping()
             watchdog.cancel()
+            flusher.cancel()
             await self._shutdown()
+            self._flush_archive()
             if server is not None:
                 await server.close()
 

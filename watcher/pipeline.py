@@ -9,9 +9,13 @@
                                                      an entry that fails is logged and skipped
     new, changed = split by id against the store     the same item again is no new article
     with store.batch():                              ONE transaction for all that follows
-        archive.write_articles(new + changed)        atomic, on disk before the commit, so a
-                                                     kill never leaves a stored article
-                                                     without its file
+        archive.write_articles(new + changed)        atomic, before the commit, so a kill
+                                                     never leaves a stored article without
+                                                     its file; not flushed: their ids go
+                                                     into archive_pending, and flush_archive
+                                                     (every few seconds) flushes many passes'
+                                                     files at once; repair_archive rewrites
+                                                     them after a crash
         store.add_articles(new); store.upsert(changed)
         assign_stories(new)                          near-duplicates join their story
         enqueue_alerts(new)                          rules over their stories -> the outbox;
@@ -275,8 +279,36 @@ def _split_and_save(
 
 
 def _archive(ctx: PassContext, articles: list[Article]) -> None:
+    """Write the files, unflushed, and note them in the pass's transaction for the next flush."""
     if ctx.archive_root is not None and articles:
-        archive.write_articles(ctx.archive_root, articles)
+        archive.write_articles(ctx.archive_root, articles, durable=False)
+        ctx.store.add_archive_pending(a.id for a in articles)
+
+
+def flush_archive(store: Store, root: Path) -> int:
+    """Flush the archive files passes wrote (one syncfs for all), then forget them; how many.
+
+    The ids are read before the flush: each one's file was written before its pass committed,
+    so the flush covers it. Files of passes that commit meanwhile wait for the next flush.
+    """
+    ids = store.archive_pending_ids()
+    if ids:
+        archive.flush(root)
+        store.clear_archive_pending(ids)
+    return len(ids)
+
+
+def repair_archive(store: Store, root: Path) -> int:
+    """Write again, durably, the files a crash may have left unflushed; return how many."""
+    ids = store.archive_pending_ids()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        articles = [a for a in map(store.get_article, chunk) if a is not None]
+        archive.write_articles(root, articles)
+        store.clear_archive_pending(chunk)
+    if ids:
+        log_event(log, logging.INFO, "archive repaired", files=len(ids))
+    return len(ids)
 
 
 def _has_changed(stored: Article | None, fresh: Article) -> bool:

@@ -5,6 +5,7 @@
     read_file(path)    -> Article      parse() of a file on disk
     write_article(root, article)       atomic: temp file + rename, at the archive's own path
     write_articles(root, articles)     the same for a batch, flushed to disk once (syncfs)
+    write_articles(..., durable=False) then flush(root)   many batches, one flush
 
 For every dump file ``render(parse(f)) == f``: ``parse`` checks it and refuses a file it could
 not write back, rather than store an article that lost something. Does not touch the store.
@@ -30,6 +31,7 @@ __all__ = [
     "convert",
     "decode",
     "detect",
+    "flush",
     "parse",
     "parse_bytes",
     "read_file",
@@ -147,12 +149,17 @@ def write_article(root: Path, article: Article) -> Path:
     return write_articles(root, [article])[0]
 
 
-def write_articles(root: Path, articles: list[Article]) -> list[Path]:
+def write_articles(root: Path, articles: list[Article], *, durable: bool = True) -> list[Path]:
     """Write many articles atomically; on disk before this returns; return their paths.
 
     Each file is written to a temporary name, the batch is flushed to disk at once (one
     ``syncfs`` on Linux, else an fsync per file), then renamed into place and flushed again,
     so a crash leaves every file whole or absent, never cut short. ArchiveError names the file.
+
+    ``durable=False`` skips both flushes: the files are whole for every reader, and survive a
+    killed process, but a power loss before the kernel writes them back may cut them short.
+    The caller then remembers them and calls ``flush`` later (the daemon: every few seconds,
+    for all the files of many passes at once).
     """
     if not articles:
         return []
@@ -169,16 +176,30 @@ def write_articles(root: Path, articles: list[Article]) -> list[Path]:
         for target, data in planned:
             temporary.append((_write_temporary(target, data), target))
         target = root
-        _flush(root, [tmp for tmp, _ in temporary], folders=())
+        if durable:
+            _flush(root, [tmp for tmp, _ in temporary], folders=())
         for tmp, target in temporary:
             Path(tmp).replace(target)
         target = root
-        _flush(root, [], folders=dict.fromkeys(t.parent for _, t in temporary))
+        if durable:
+            _flush(root, [], folders=dict.fromkeys(t.parent for _, t in temporary))
     except OSError as e:
         for tmp, _ in temporary:
             Path(tmp).unlink(missing_ok=True)
         raise ArchiveError(str(target), f"cannot write: {e.strerror or e}") from e
     return [t for t, _ in planned]
+
+
+def flush(root: Path) -> None:
+    """Make every file written under ``root`` so far durable: one syncfs (Linux), else sync.
+
+    ArchiveError names the folder when the file system reports a write error.
+    """
+    try:
+        if not _syncfs(root):
+            os.sync()
+    except OSError as e:
+        raise ArchiveError(str(root), f"cannot flush to disk: {e.strerror or e}") from e
 
 
 def _target(root: Path, article: Article, folders: dict[Path, Path]) -> Path:

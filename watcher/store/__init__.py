@@ -78,6 +78,18 @@ class Store(Protocol):
         """When a source's latest ``limit`` articles were published, newest first."""
         ...
 
+    def add_archive_pending(self, ids: Iterable[str]) -> None:
+        """Note that these articles' archive files are written but maybe not yet on disk."""
+        ...
+
+    def archive_pending_ids(self) -> list[str]:
+        """Articles whose archive files may not be on disk yet."""
+        ...
+
+    def clear_archive_pending(self, ids: Iterable[str]) -> None:
+        """Forget these articles' pending flush: their files are on disk."""
+        ...
+
     def is_writable(self) -> bool:
         """Whether a write transaction can start now (for the health check)."""
         ...

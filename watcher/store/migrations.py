@@ -266,6 +266,15 @@ MIGRATIONS: Sequence[Migration] = (
         # article row (body and text included) a second time in every pass.
         ("ALTER TABLE articles DROP COLUMN story_id",),
     ),
+    Migration(
+        "archive files written but not yet known to be on disk",
+        (
+            # An article's id goes in with the article, in the pass's transaction; it leaves
+            # once a flush of the archive's file system has followed the file's write. At
+            # start-up the files of the ids still here are written again.
+            "CREATE TABLE archive_pending (article_id TEXT PRIMARY KEY) WITHOUT ROWID",
+        ),
+    ),
 )
 
 

@@ -257,6 +257,26 @@ class SqliteStore(SqliteStoriesMixin, SqliteAlertsMixin):
         with self._read("read a source's recent times") as conn:
             return [datetime.fromisoformat(k) for (k,) in conn.execute(query, (source, limit))]
 
+    def add_archive_pending(self, ids: Iterable[str]) -> None:
+        """Note that these articles' archive files are written but maybe not yet on disk."""
+        with self._transaction("note archive files to flush") as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO archive_pending (article_id) VALUES (?)",
+                [(i,) for i in ids],
+            )
+
+    def archive_pending_ids(self) -> list[str]:
+        """Articles whose archive files may not be on disk yet."""
+        with self._read("list archive files to flush") as conn:
+            return [row[0] for row in conn.execute("SELECT article_id FROM archive_pending")]
+
+    def clear_archive_pending(self, ids: Iterable[str]) -> None:
+        """Forget these articles' pending flush: their files are on disk."""
+        with self._transaction("forget flushed archive files") as conn:
+            conn.executemany(
+                "DELETE FROM archive_pending WHERE article_id = ?", [(i,) for i in ids]
+            )
+
     def is_writable(self) -> bool:
         """Whether a write transaction can start now (for the health check)."""
         try:
