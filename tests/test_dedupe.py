@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,8 +20,11 @@ from watcher.dedupe import (
     Signer,
     StoryBook,
     containment,
+    containments,
     decide,
+    decide_among,
     features,
+    features_with_sample,
     jaccard,
     matching_text,
     number_agreement,
@@ -287,3 +292,114 @@ def test_index_forgets_an_item_removed_while_pending() -> None:
     index.remove(1)
     index.insert_many([2], [signature])  # forces a merge
     assert {2} == index.query(signature)
+
+
+# --- the fast paths give the plain rule's answers -------------------------------------------------
+
+
+def test_decide_takes_the_next_best_when_the_best_is_vetoed() -> None:
+    """A template with other figures scores highest but is vetoed: the edited copy wins."""
+    template = WIRE.replace("261.8", "250.1").replace("10.5", "9.7").replace("8.0", "7.1")
+    edited = WIRE[:-40] + "另有消息称，后续政策正在研究之中。"
+    candidates = [member("template", template, T0), member("edited", edited, T0)]
+    decision = decide(sign(WIRE), T0, candidates, DedupSettings())
+    alike = [jaccard(sign(WIRE), c.signature) for c in candidates]
+    assert (True, "edited") == (alike[0] > alike[1], decision.matched_id)
+
+
+def test_decide_among_families_chooses_as_decide_over_their_members() -> None:
+    """Copies given as one family are scored once, with the choice decide makes member by member."""
+    copies = [member(f"copy{i}", WIRE, T0 + timedelta(hours=i)) for i in (3, 1, 2)]
+    edited = member("edited", WIRE[:-20] + "另有消息称，后续政策正在研究之中。", T0)
+    far = member("far", WIRE, T0 - timedelta(days=9))
+    wire = sign(WIRE)
+    families = [(wire, [*copies, far]), (edited.signature, [edited])]
+    at = T0 + timedelta(days=1)
+    expected = decide(wire, at, [*copies, far, edited], DedupSettings())
+    actual = decide_among(wire, at, families, DedupSettings())
+    assert (expected, "copy1") == (actual, actual.matched_id)
+
+
+def test_containments_equal_containment_pair_by_pair() -> None:
+    """The one-pass containments are containment's floats, unsorted samples included."""
+    texts = [archive.read_file(p).text for p in sorted(ARTICLES.glob("*.md"))]
+    signatures = [sign(t) for t in texts] + [sign(WIRE), sign(WIRE[:60])]
+    shuffled = Signature(
+        signatures[0].values, signatures[0].size, sample=signatures[0].sample[::-1]
+    )
+    for others in (signatures, [*signatures, shuffled]):
+        js = [jaccard(signatures[1], b) for b in others]
+        expected = [containment(signatures[1], b, j) for b, j in zip(others, js, strict=True)]
+        assert expected == containments(signatures[1], others, js)
+
+
+def test_story_book_copies_share_one_entry_that_outlives_the_first() -> None:
+    """Three copies take one index entry; with the first forgotten a fourth joins the second."""
+    book = StoryBook(DedupSettings())
+    for i, name in enumerate("abc"):
+        book.assign(name, sign(WIRE), T0 + timedelta(hours=i))
+    entries = len(book._index)
+    book.forget(["a"])
+    decision = book.assign("d", sign(WIRE), T0 + timedelta(hours=5))
+    assert (1, "a", "b") == (entries, decision.story_id, decision.matched_id)
+
+
+def test_story_book_finds_the_same_candidates_for_copies_and_others() -> None:
+    """Candidates come back one member each, in the order they were held, copies included."""
+    book = StoryBook(DedupSettings())
+    edited = sign(WIRE[:-20] + "另有消息称，后续政策正在研究之中。")
+    book.add([Member("a", "a", T0, sign(WIRE)), Member("e", "e", T0, edited)])
+    book.assign("b", sign(WIRE), T0)
+    assert ["a", "e", "b"] == [m.article_id for m in book.candidates(sign(WIRE))]
+
+
+def _strip_every_rule(rules: Boilerplate, text: str) -> str:
+    """Boilerplate.strip as it was before guards: every opened rule runs."""
+    found = set(rules.finder.findall(text))
+    for trigger, pattern in zip(rules.triggers, rules.compiled, strict=True):
+        if trigger is None or any(f.startswith(trigger) for f in found):
+            text = pattern.sub(" ", text)
+    return text
+
+
+def test_rule_guards_skip_only_rules_that_cannot_match() -> None:
+    """Stripping with guards gives what running every opened rule gives, on every fixture."""
+    rules = Boilerplate.from_settings(DedupSettings(boilerplate=(r"(?i)ABC", r"(?m)^x\d", "港股")))
+    texts = [archive.read_file(p).text.lower() for p in sorted(ARTICLES.glob("*.md"))]
+    texts += ["a – 法国国际广播电台 - rfi", "正文 (完)", "x1 abc\nx2 港股", "|permalink| 尾"]
+    guards = {
+        p: (g.literal, g.pattern is not None)
+        for p, g in zip(rules.patterns, rules.guards, strict=True)
+    }
+    assert ("(完)", False) == guards[r"\(完\)"]
+    assert ("", False) == guards[r"(?i)ABC"]
+    assert [_strip_every_rule(rules, t) for t in texts] == [rules.strip(t) for t in texts]
+
+
+@pytest.mark.parametrize("text", ["１２3 and ０4.5", "x" + "9" * 30, "no digits", "2021年1月", ""])
+def test_numbers_are_int_of_each_digit_run(text: str) -> None:
+    """The numbers are int() of each run of ASCII or full-width digits, low 32 bits, sorted."""
+    runs = re.findall("[0-9\uff10-\uff19]+", unicodedata.normalize("NFKC", text))
+    expected = sorted({int(run) & 0xFFFFFFFF for run in runs})
+    assert expected == features(text + " 字")[2].tolist()
+
+
+def test_sample_and_count_are_numpys_unique() -> None:
+    """The distinct count and the sample are those np.unique gives on the hashes."""
+    hashes, count, _, sample = features_with_sample(matching_text("", WIRE * 3 + "另有消息", RULES))
+    chosen = hashes[(hashes >> np.uint64(32)) % np.uint64(8) == 0].astype(np.uint32)
+    expected = (np.unique(hashes.astype(np.uint32)).size, np.unique(chosen).tolist())
+    assert expected == (count, sample.tolist())
+
+
+def test_lsh_index_finds_items_under_a_key_many_share() -> None:
+    """Items sharing sampled shingles with 150 others are found, merged and pending alike."""
+    shared = np.arange(0, 64, 4, dtype=np.uint32)  # all indexed (0 modulo 4)
+    signatures = [Signature(s.values, 100, sample=shared) for s in _random_signatures(160)]
+    index = LshIndex()
+    index.insert_many(list(range(150)), signatures[:150])
+    for key in range(150, 160):
+        index.insert(key, signatures[key])
+    index.remove(3)
+    probe = Signature(_random_signatures(161)[160].values, 100, sample=shared[:2])
+    assert set(range(160)) - {3} == index.query(probe)
