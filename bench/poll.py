@@ -462,6 +462,7 @@ class Stages:
 
 def stages_phase(folder: Path, feeds_dir: Path, urls: list[str]) -> dict[str, Any]:
     """(f): the first cycle's stages in the pipeline's order, feed after feed, no HTTP."""
+    from watcher.pipeline import flush_archive
     from watcher.settings import load_settings
     from watcher.store import open_store
     from watcher.stories import StoryAssigner
@@ -472,9 +473,14 @@ def stages_phase(folder: Path, feeds_dir: Path, urls: list[str]) -> dict[str, An
     with Timer() as whole, open_store(settings.store_url) as store:
         assigner = StoryAssigner(store, settings.dedup)
         enqueue = alerts_enqueuer(store, settings)
+        flushed = time.monotonic()
         for index, source in enumerate(settings.sources):
             body = (feeds_dir / f"feed{index:04d}.xml").read_bytes()
             one_feed_stages(stage, store, settings, source, body, assigner, enqueue)
+            if time.monotonic() - flushed >= 5.0 or index == len(settings.sources) - 1:
+                with stage("archive: write_articles"):
+                    flush_archive(store, settings.archive_path)
+                flushed = time.monotonic()
     return {**{k: round(v, 3) for k, v in stage.spent.items()}, "total_s": whole.wall_s,
             "cpu_s": whole.cpu_s, "rss_mib": peak_rss_mib()}  # fmt: skip
 
@@ -515,8 +521,9 @@ def one_feed_stages(
         with stage("store: known ids + add articles + state"):
             known = store.known_ids(by_id)
             new = [a for a in by_id.values() if a.id not in known]
-        with stage("archive: write_articles"):
-            archive.write_articles(settings.archive_path, new)
+        with stage("archive: write_articles"):  # unflushed, noted; flushed every 5 s
+            archive.write_articles(settings.archive_path, new, durable=False)
+            store.add_archive_pending(a.id for a in new)
         with stage("store: known ids + add articles + state"):
             store.add_articles(new)
         with stage("stories: assign"):
