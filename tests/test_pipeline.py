@@ -12,6 +12,7 @@ from xml.sax.saxutils import escape
 import pytest
 
 from watcher import archive
+from watcher.dedupe import Signed
 from watcher.fetch import Fetcher
 from watcher.models import Article
 from watcher.pipeline import (
@@ -258,8 +259,8 @@ def test_failed_pass_stores_nothing_and_the_next_assigns_every_story(
     src = source(feed_server.url("/feed.xml"))
     assigner = StoryAssigner(store, DedupSettings())
 
-    def assign(articles: list[Article]) -> set[str]:
-        return {a.article_id for a in assigner.assign(articles) if a.starts_story}
+    def assign(articles: list[Article], signed: Signed | None) -> set[str]:
+        return {a.article_id for a in assigner.assign(articles, signed) if a.starts_story}
 
     def pass_with_stories() -> PassResult:
         async def go() -> PassResult:

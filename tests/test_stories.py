@@ -10,6 +10,7 @@ import pytest
 from watcher import archive
 from watcher.backfill import backfill, find_dump_files
 from watcher.cli import main
+from watcher.dedupe import Signed, sign_articles
 from watcher.models import Article
 from watcher.settings import DedupSettings
 from watcher.store import Store, open_store
@@ -124,3 +125,29 @@ def test_restory_command_reports_counts(tmp_path: Path, capsys: pytest.CaptureFi
     code = main(["--config", str(config), "restory"])
     out = capsys.readouterr().out
     assert (0, "stories recomputed: 19 before, 19 now") == (code, out.strip())
+
+
+def test_signatures_made_while_parsing_are_used_when_their_scheme_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given signatures of the assigner's scheme are used as made; another scheme's are not."""
+    articles = read("a1_36kr.md", "a2_stcn.md", "a3_cls.md")
+    signed = sign_articles(articles, DedupSettings())
+    with stored(tmp_path, articles) as store:
+        assigner = StoryAssigner(store, DedupSettings())
+        signing: list[int] = []
+        real = assigner.signer.sign_articles
+        monkeypatch.setattr(assigner.signer, "sign_articles",
+                            lambda batch: signing.append(len(batch)) or real(batch))  # fmt: skip
+        given = assigner.assign(articles, signed)
+        other = Signed("another scheme", signed.signatures)
+        again = StoryAssigner(open_store(tmp_path / "b.db"), DedupSettings())
+        again.store.add_articles(articles)
+        monkeypatch.setattr(again.signer, "sign_articles",
+                            lambda batch: signing.append(len(batch)) or real(batch))  # fmt: skip
+        resigned = again.assign(articles, other)
+        again.store.close()
+    assert signing == [0, 3]  # nothing signed with a matching scheme, everything without
+    assert [(a.story_id, a.matched_id) for a in given] == [
+        (a.story_id, a.matched_id) for a in resigned
+    ]

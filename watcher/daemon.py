@@ -35,6 +35,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from watcher import notify
 from watcher.alerting import Alerting
 from watcher.alerts import Notifier, open_notifier
+from watcher.dedupe import Signed
 from watcher.errors import ConfigError, WatcherError
 from watcher.health import RECENT_ITEMS, is_silent
 from watcher.log import log_event
@@ -117,6 +118,7 @@ class Daemon:
             enqueue_alerts=self._enqueue_alerts,
             run_cpu=self._run_cpu if self._parse_pool is not None else run_here,
             forget_stories=self._stories.forget,
+            dedup=self.settings.dedup,
         )  # fmt: skip
 
     async def _run_cpu(self, func: Callable[..., Parsed], *args: object) -> Parsed:
@@ -160,8 +162,8 @@ class Daemon:
             await asyncio.sleep(seconds)
             await asyncio.to_thread(self._flush_archive)
 
-    def _assign_stories(self, articles: list[Article]) -> set[str]:
-        return {a.article_id for a in self._stories.assign(articles) if a.starts_story}
+    def _assign_stories(self, articles: list[Article], signed: Signed | None) -> set[str]:
+        return {a.article_id for a in self._stories.assign(articles, signed) if a.starts_story}
 
     def _enqueue_alerts(self, articles: list[Article]) -> int:
         try:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Literal
 
 from watcher import archive
+from watcher.dedupe import Signed, sign_articles
 from watcher.errors import ArchiveError, FetchError, ParseError, StoreError
 from watcher.log import log_event
 from watcher.models import Article, FetchResult, ParsedFeed, SourceState
@@ -54,7 +55,7 @@ from watcher.polling import (
     state_after_failure,
     state_after_success,
 )
-from watcher.settings import SourceSettings
+from watcher.settings import DedupSettings, SourceSettings
 from watcher.store import Store
 
 log = logging.getLogger("watcher.pipeline")
@@ -97,8 +98,9 @@ class PassResult:
     alerts: int = 0  # alerts queued for the stories of the new articles
 
 
-AssignStories = Callable[[list[Article]], set[str]]
-"""Put newly stored articles into stories; return the ids of those that start a story."""
+AssignStories = Callable[[list[Article], Signed | None], set[str]]
+"""Put newly stored articles into stories (with the signatures the parse made, if any);
+return the ids of those that start a story."""
 
 EnqueueAlerts = Callable[[list[Article]], int]
 """Run the rules over the stories of newly stored, assigned articles; return alerts queued.
@@ -114,14 +116,22 @@ class Parsed:
     feed: ParsedFeed  # without its entries: they are ``articles`` now
     articles: list[Article]
     entry_errors: list[str]
+    signed: Signed | None = None  # the articles' story signatures, when dedup was given
 
 
 def parse_entries(
-    body: bytes, headers: dict[str, str], url: str, source: SourceSettings, now: datetime
+    body: bytes,
+    headers: dict[str, str],
+    url: str,
+    source: SourceSettings,
+    now: datetime,
+    dedup: DedupSettings | None = None,
 ) -> Parsed:
     """Parse a feed body and normalize its entries; ParseError if it is no feed.
 
-    A plain function of picklable arguments, so a process pool can run it.
+    With ``dedup`` the articles are signed for the stories stage too (in the same worker, so
+    the event loop's process does not). A plain function of picklable arguments, so a
+    process pool can run it.
     """
     feed = parse_feed(body, headers, url)
     articles: list[Article] = []
@@ -131,8 +141,9 @@ def parse_entries(
             articles.append(normalize_entry(entry, feed, source, now=now))
         except (ValueError, ParseError) as e:
             errors.append(f"entry {index}: {e}")
-    by_id = {a.id: a for a in articles}  # a feed listing one item twice yields it once
-    return Parsed(feed.model_copy(update={"entries": []}), list(by_id.values()), errors)
+    unique = list({a.id: a for a in articles}.values())  # an item listed twice yields one
+    signed = sign_articles(unique, dedup) if dedup is not None else None
+    return Parsed(feed.model_copy(update={"entries": []}), unique, errors, signed)
 
 
 def prepare_worker(daemon_pid: int) -> None:
@@ -197,6 +208,8 @@ class PassContext:
     enqueue_alerts: EnqueueAlerts | None = None
     run_cpu: RunCpu = run_here
     forget_stories: Callable[[list[str]], None] | None = None
+    dedup: DedupSettings | None = None
+    """How to sign articles for ``assign_stories`` while parsing (else it signs them)."""
     """Undo ``assign_stories`` for these article ids (their pass was rolled back)."""
 
 
@@ -214,8 +227,9 @@ async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassConte
         return _done(source, state, result, policy, ctx, "unchanged", body_hash=body_hash)
     try:
         parsed = await ctx.run_cpu(
-            parse_entries, result.body, result.headers, result.final_url, source, ctx.now
-        )
+            parse_entries, result.body, result.headers, result.final_url, source, ctx.now,
+            ctx.dedup if ctx.assign_stories is not None else None,
+        )  # fmt: skip
     except ParseError as e:
         return _failed(source, state, policy, ctx, e.message, result.status, None)
     next_at = next_check_after_success(policy, ctx.now, ctx.rng, result=result, feed=parsed.feed)
@@ -227,7 +241,7 @@ async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassConte
     passed = PassResult(source.name, "updated", entry_errors=parsed.entry_errors, state=after)
     try:
         with ctx.store.batch(f"save the pass over source {source.name!r}"):
-            _split_and_save(parsed.articles, ctx, passed, new, changed)
+            _split_and_save(parsed, ctx, passed, new, changed)
             ctx.store.put_source_state(after)
     except BaseException as e:
         # Nothing of the pass is stored: the stories stage must not remember its articles.
@@ -244,15 +258,15 @@ async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassConte
 
 
 def _split_and_save(
-    articles: list[Article],
+    parsed: Parsed,
     ctx: PassContext,
     passed: PassResult,
     new: list[Article],
     changed: list[Article],
 ) -> None:
     """Store what is new (into ``new``) or changed (into ``changed``), archive, assign, alert."""
-    known = ctx.store.known_ids(a.id for a in articles)
-    for article in articles:
+    known = ctx.store.known_ids(a.id for a in parsed.articles)
+    for article in parsed.articles:
         if article.id not in known:
             new.append(article)
             continue
@@ -270,7 +284,7 @@ def _split_and_save(
     for article in changed:
         ctx.store.upsert_article(article)
     if ctx.assign_stories is not None and new:
-        starting = ctx.assign_stories(new)
+        starting = ctx.assign_stories(new, parsed.signed)
         passed.duplicates = len(new) - len(starting)
         if ctx.enqueue_alerts is not None:
             passed.alerts = ctx.enqueue_alerts(new)

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
 
-from watcher.dedupe import Member, Signature, Signer, StoryBook
+from watcher.dedupe import Member, Signature, Signed, Signer, StoryBook
 from watcher.log import log_event
 from watcher.models import Article, Story
-from watcher.plaintext import html_to_text
 from watcher.settings import DedupSettings
 from watcher.store import Store
 from watcher.store.rows import MemberRow, SignatureRow, time_from_key, time_key
@@ -54,12 +53,6 @@ class Assignment:
         return self.matched_id is None
 
 
-def matching_input(article: Article) -> tuple[str, str]:
-    """The (title, visible text) an article is matched on."""
-    text = article.text or (html_to_text(article.body_html) if article.body_html else "")
-    return article.title, text
-
-
 class StoryAssigner:
     """Assigns stories to new articles, holding the days of signatures the window needs."""
 
@@ -70,10 +63,18 @@ class StoryAssigner:
         self.book = StoryBook(settings)
         self._days: OrderedDict[date, list[str]] = OrderedDict()
 
-    def assign(self, articles: Iterable[Article]) -> list[Assignment]:
-        """Assign each article not assigned yet, oldest first, and store the decisions."""
+    def assign(self, articles: Iterable[Article], signed: Signed | None = None) -> list[Assignment]:
+        """Assign each article not assigned yet, oldest first, and store the decisions.
+
+        ``signed`` holds signatures made elsewhere (a parse worker) under a scheme; they are
+        used when the scheme is this assigner's, else the articles are signed here.
+        """
         batch = sorted(articles, key=_age)
-        signatures = self.signer.sign_many(matching_input(a) for a in batch)
+        given = signed.signatures if signed is not None and signed.scheme == self.signer.scheme \
+            else {}  # fmt: skip
+        unsigned = [a for a in batch if a.id not in given]
+        made = dict(zip((a.id for a in unsigned), self.signer.sign_articles(unsigned), strict=True))
+        signatures = [given.get(a.id) or made[a.id] for a in batch]
         sig_rows: list[SignatureRow] = []
         members: list[MemberRow] = []
         done: list[Assignment] = []

@@ -58,11 +58,14 @@ from watcher.dedupe.signature import (
     SAMPLE_MIN,
     SEED,
     Signature,
+    Signed,
     Signer,
     containment,
     containments,
     jaccard,
+    matching_input,
     number_agreement,
+    sign_articles,
 )
 from watcher.dedupe.text import BUILTIN_BOILERPLATE, Boilerplate, matching_text, to_simplified
 
@@ -85,6 +88,7 @@ __all__ = [
     "LshIndex",
     "Member",
     "Signature",
+    "Signed",
     "Signer",
     "StoryBook",
     "band_keys",
@@ -97,9 +101,11 @@ __all__ = [
     "index_keys",
     "is_within",
     "jaccard",
+    "matching_input",
     "matching_text",
     "number_agreement",
     "score",
     "shingle_hashes",
+    "sign_articles",
     "to_simplified",
 ]

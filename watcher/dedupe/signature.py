@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Final
 
 import numpy as np
@@ -29,6 +30,8 @@ from watcher.dedupe.shingles import (
     features_with_sample,
 )
 from watcher.dedupe.text import Boilerplate, matching_text
+from watcher.models import Article
+from watcher.plaintext import html_to_text
 from watcher.settings import DedupSettings
 
 NUM_PERM: Final = 128
@@ -86,6 +89,33 @@ class Signature:
 _EMPTY: Final = Signature(np.zeros(NUM_PERM, dtype=np.uint32), 0)
 
 
+@dataclass(frozen=True)
+class Signed:
+    """Signatures of articles by id, made under ``scheme`` (a parse worker's, say)."""
+
+    scheme: str
+    signatures: dict[str, Signature]
+
+
+@cache
+def signer_for(settings: DedupSettings) -> Signer:
+    """One Signer per settings, kept: a parse worker signs every feed with the same one."""
+    return Signer(settings)
+
+
+def sign_articles(articles: Sequence[Article], settings: DedupSettings) -> Signed:
+    """The articles' signatures under ``settings``' scheme, by article id."""
+    signer = signer_for(settings)
+    signed = signer.sign_articles(articles)
+    return Signed(signer.scheme, {a.id: sig for a, sig in zip(articles, signed, strict=True)})
+
+
+def matching_input(article: Article) -> tuple[str, str]:
+    """The (title, visible text) an article is matched on."""
+    text = article.text or (html_to_text(article.body_html) if article.body_html else "")
+    return article.title, text
+
+
 class Signer:
     """Turns (title, text) pairs into signatures under one scheme (rules, shingles, MinHash)."""
 
@@ -103,6 +133,10 @@ class Signer:
     def sign(self, title: str, text: str) -> Signature:
         """The signature of one article's title and visible text."""
         return self.sign_many([(title, text)])[0]
+
+    def sign_articles(self, articles: Iterable[Article]) -> list[Signature]:
+        """``sign_many`` of each article's ``matching_input``."""
+        return self.sign_many(map(matching_input, articles))
 
     def sign_many(self, items: Iterable[tuple[str, str]]) -> list[Signature]:
         """Signatures of many (title, text) pairs, with one call into rensa for all of them."""
