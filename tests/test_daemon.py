@@ -51,6 +51,17 @@ def write_settings(tmp_path: Path, server: FeedServer, *sources: str) -> Path:
     return config
 
 
+def start_run(config: Path, *, stderr: int) -> subprocess.Popen[bytes]:
+    """`watcher run` in a subprocess, stdout piped, no WATCHER_* variable of ours inherited."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("WATCHER_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "watcher", "--config", str(config), "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+    )
+
+
 def settings_for(tmp_path: Path, server: FeedServer, *sources: str) -> Settings:
     """Loaded settings for ``write_settings``."""
     return load_settings(write_settings(tmp_path, server, *sources), env={})
@@ -160,13 +171,7 @@ def test_sigterm_finishes_the_pass_in_flight_and_exits_0(
     slow = Reply(200, rss(ITEMS), {"Content-Type": "application/rss+xml"}, delay_s=1.5)
     feed_server.route("/slow.xml", slow)
     config = write_settings(tmp_path, feed_server, "/slow.xml")
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("WATCHER_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "watcher", "--config", str(config), "run"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    process = start_run(config, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20
     while not feed_server.requests_to("/slow.xml") and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -400,13 +405,7 @@ def test_killed_daemon_leaves_no_parse_worker_behind(
     text = write_settings(tmp_path, feed_server, "/pooled.xml").read_text(encoding="utf-8")
     config = tmp_path / "pooled.toml"
     config.write_text(text.replace("[watcher]\n", "[watcher]\nparse_workers = 1\n"), "utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("WATCHER_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "watcher", "--config", str(config), "run"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_run(config, stderr=subprocess.DEVNULL)
     database = tmp_path / "data" / "watcher.db"
     deadline = time.monotonic() + 20
     stored = 0

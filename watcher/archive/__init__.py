@@ -221,11 +221,15 @@ def _target(root: Path, article: Article, folders: dict[Path, Path]) -> Path:
 def sync_folders(folders: Iterable[Path]) -> None:
     """fsync each folder, so the renames into it survive a power loss."""
     for folder in folders:
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync(folder)
+
+
+def _fsync(path: Path | str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_temporary(target: Path, data: bytes) -> str:
@@ -250,11 +254,7 @@ def _flush(root: Path, files: list[str], *, folders: Iterable[Path]) -> None:
     if _syncfs(root):
         return
     for name in files:
-        fd = os.open(name, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(name)
     sync_folders(folders)
 
 
