@@ -178,14 +178,13 @@ class Daemon:
     async def poll(self, names: Iterable[str] | None = None) -> list[PassResult]:
         """One pass now over the named sources (default: every enabled one), due or not."""
         sources = self._select(names)
-        own_pool = self._parse_pool is None  # `watcher poll`: a pool for this cycle only
+        ours = self._parse_pool is None  # a pool for this cycle only (`watcher poll`)
         self._start_parse_pool()
         try:
-            if own_pool:
-                self._repair_archive()
+            self._repair_archive()
             results = list(await asyncio.gather(*map(self._bounded_pass, sources)))
         finally:
-            if own_pool:
+            if ours:
                 self._stop_parse_pool()
             self._flush_archive()
         if self.settings.channels:  # send what is due now; the rest waits for `watcher run`
