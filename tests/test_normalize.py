@@ -27,6 +27,7 @@ from watcher.errors import ParseError
 from watcher.models import Article, ParsedEntry, ParsedFeed
 from watcher.normalize import entry_identity, normalize_entry
 from watcher.parse import parse_feed
+from watcher.plaintext import html_to_text
 from watcher.settings import SourceSettings
 
 NOW = datetime(2026, 11, 1, 8, 0, 0, 123456, tzinfo=UTC)
@@ -68,6 +69,15 @@ def test_golden_articles(expected: Path) -> None:
     """Each golden feed's entries normalize to the Articles recorded beside it."""
     spec, _, articles = golden_run(expected)
     assert spec["articles"] == [a.model_dump(mode="json") for a in articles]
+
+
+def test_article_text_is_the_visible_text_of_its_body() -> None:
+    """An Article's text is html_to_text of its body, for every golden entry and the seeds."""
+    articles = [a for expected in golden_cases() for a in golden_run(expected)[2]]
+    seeds = [archive.read_file(p).body_html for p in sorted((DATA / "seeds").iterdir())]
+    articles += [normalize(entry(content_html=body), source(image_proxy=PROXY)) for body in seeds]
+    actual = [(a.text, html_to_text(a.body_html)) for a in articles]
+    assert (True, [(t, t) for t, _ in actual]) == (len(articles) > 20, actual)
 
 
 # --- identity -------------------------------------------------------------------------------------

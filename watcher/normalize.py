@@ -10,6 +10,8 @@
                (as Miniflux does): the feed URL of an RSSHub route or a via-proxy is the
                instance's or the proxy's, not the site the HTML came from. (xml:base documents
                are resolved by parse already.)
+    text       the visible text of the cleaned body, as plaintext.html_to_text reads it (clean
+               reads it off the tree it cleaned, not by parsing the cleaned HTML again)
     head image the first image of the cleaned body, else the entry's own image (enclosure,
                media:thumbnail), proxied the same way: what the RSSHub Hexo generator put in
                ``headimg`` and ``thumbnail``
@@ -77,7 +79,7 @@ def normalize_entry(
         published_confidence="exact" if published else "missing",
         head_image=cleaned.first_image or _entry_image(entry, base, source),
         body_html=cleaned.html,
-        text=html_to_text(cleaned.html),
+        text=cleaned.text,
         source=source.name,
         layout=_LAYOUTS[source.format],
     )
