@@ -453,6 +453,27 @@ def test_poll_parses_in_a_pool_of_its_own_and_stops_it(
     assert submitted == ["parse_entries"]
 
 
+def test_a_feed_that_fails_to_parse_in_the_pool_fails_alone(
+    feed_server: FeedServer, store: Store, tmp_path: Path
+) -> None:
+    """A ParseError raised in a parse worker fails its source; the pool goes on parsing."""
+    feed_server.route("/html.xml", Reply(200, b"<html><body>a page</body></html>",
+                                         {"Content-Type": "text/html"}))  # fmt: skip
+    # Answered later, so that the one worker parses it after it raised for the page.
+    feed_server.route("/good.xml", Reply(200, rss(ITEMS), {"Content-Type": "application/rss+xml"},
+                                         delay_s=0.5))  # fmt: skip
+    settings = settings_for(tmp_path, feed_server, "/html.xml", "/good.xml")
+
+    async def go() -> list[PassResult]:
+        async with Fetcher(settings.http, settings.rsshub) as fetcher:
+            return await Daemon(settings, store, fetcher, parse_workers=1).poll()
+
+    results = {r.source: r for r in asyncio.run(go())}
+    html, good = results["html"], results["good"]
+    assert ("failed", "updated", 3) == (html.outcome, good.outcome, store.count_articles())
+    assert html.error is not None and "feed" in html.error.lower()
+
+
 def test_poll_flushes_the_archive_and_run_repairs_what_a_crash_left(
     feed_server: FeedServer, store: Store, tmp_path: Path
 ) -> None:

@@ -21,6 +21,23 @@ from __future__ import annotations
 class WatcherError(Exception):
     """Root of every error watcher raises on purpose."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle as the same class with the same fields, without calling ``__init__`` again.
+
+        An error raised in a parse worker crosses to the daemon pickled; the default would
+        call ``__init__`` with the message alone, fail, and break the whole process pool.
+        """
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(
+    cls: type[WatcherError], args: tuple[object, ...], fields: dict[str, object]
+) -> object:
+    error = cls.__new__(cls, *args)  # BaseException.__new__ stores args, runs no __init__
+    error.args = args
+    error.__dict__.update(fields)
+    return error
+
 
 class ConfigError(WatcherError):
     """A setting is missing, malformed or out of range; ``key`` is its dotted path."""
