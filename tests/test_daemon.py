@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from watcher import archive
 from watcher import daemon as daemon_module
 from watcher.daemon import Daemon
 from watcher.fetch import Fetcher
@@ -450,7 +451,13 @@ def test_poll_parses_in_a_pool_of_its_own_and_stops_it(
 
     results, stopped = asyncio.run(go())
     assert (["updated"], 3, True) == ([r.outcome for r in results], store.count_articles(), stopped)
-    assert submitted == ["parse_entries"]
+    assert submitted == ["parse_entries", "write_archive_files"]
+    # The worker's files are the archive's own, byte for byte, flushed and noted as such.
+    stored = list(store.iter_articles())
+    root = settings.archive_path
+    files = {p.relative_to(root).as_posix(): p.read_text("utf-8") for p in root.rglob("*.md")}
+    assert files == {archive.relative_path(a): archive.render(a) for a in stored}
+    assert [] == store.archive_pending_ids()
 
 
 def test_a_feed_that_fails_to_parse_in_the_pool_fails_alone(

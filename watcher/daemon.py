@@ -52,6 +52,7 @@ from watcher.pipeline import (
     prepare_worker,
     repair_archive,
     run_here,
+    write_archive_files,
 )
 from watcher.polling import PollPolicy
 from watcher.rules import compile_rules
@@ -119,7 +120,13 @@ class Daemon:
             run_cpu=self._run_cpu if self._parse_pool is not None else run_here,
             forget_stories=self._stories.forget,
             dedup=self.settings.dedup,
+            write_files=self._write_files if self._parse_pool is not None else None,
         )  # fmt: skip
+
+    async def _write_files(self, root: Path, planned: list[tuple[Path, bytes]]) -> None:
+        """Write a pass's new archive files in the pool: file creation costs CPU too."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._parse_pool, write_archive_files, root, planned)
 
     async def _run_cpu(self, func: Callable[..., Parsed], *args: object) -> Parsed:
         """Run a CPU-bound step (parsing a feed) in the pool, so fetches go on meanwhile."""

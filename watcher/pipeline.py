@@ -8,6 +8,8 @@
                                                      daemon has one; ParseError -> failure recorded;
                                                      an entry that fails is logged and skipped
     new, changed = split by id against the store     the same item again is no new article
+    (with a parse pool: the new articles' files, rendered by the worker while parsing, are
+     written by a worker too, and only noted in the transaction below)
     with store.batch():                              ONE transaction for all that follows
         archive.write_articles(new + changed)        atomic, before the commit, so a kill
                                                      never leaves a stored article without
@@ -117,6 +119,9 @@ class Parsed:
     articles: list[Article]
     entry_errors: list[str]
     signed: Signed | None = None  # the articles' story signatures, when dedup was given
+    files: dict[str, tuple[Path, bytes]] = field(default_factory=dict)
+    """Each article's archive file and bytes, when an archive root was given (by article id;
+    an article whose path is at fault has none: the pass writes it, and reports the fault)."""
 
 
 def parse_entries(
@@ -126,12 +131,14 @@ def parse_entries(
     source: SourceSettings,
     now: datetime,
     dedup: DedupSettings | None = None,
+    archive_root: Path | None = None,
 ) -> Parsed:
     """Parse a feed body and normalize its entries; ParseError if it is no feed.
 
-    With ``dedup`` the articles are signed for the stories stage too (in the same worker, so
-    the event loop's process does not). A plain function of picklable arguments, so a
-    process pool can run it.
+    With ``dedup`` the articles are signed for the stories stage too, and with
+    ``archive_root`` their archive files are rendered (in the same worker, so the event
+    loop's process does not). A plain function of picklable arguments, so a process pool
+    can run it.
     """
     feed = parse_feed(body, headers, url)
     articles: list[Article] = []
@@ -143,7 +150,23 @@ def parse_entries(
             errors.append(f"entry {index}: {e}")
     unique = list({a.id: a for a in articles}.values())  # an item listed twice yields one
     signed = sign_articles(unique, dedup) if dedup is not None else None
-    return Parsed(feed.model_copy(update={"entries": []}), unique, errors, signed)
+    files = _plan_files(archive_root, unique) if archive_root is not None else {}
+    return Parsed(feed.model_copy(update={"entries": []}), unique, errors, signed, files)
+
+
+def _plan_files(root: Path, articles: list[Article]) -> dict[str, tuple[Path, bytes]]:
+    planned: dict[str, tuple[Path, bytes]] = {}
+    for article in articles:
+        try:
+            (planned[article.id],) = archive.plan_files(root, [article])
+        except ArchiveError:  # left to the pass, which writes it itself and reports the fault
+            continue
+    return planned
+
+
+def write_archive_files(root: Path, planned: list[tuple[Path, bytes]]) -> None:
+    """Write planned archive files, not flushed (a plain function: a parse worker runs it)."""
+    archive.write_files(root, planned, durable=False)
 
 
 def prepare_worker(daemon_pid: int) -> None:
@@ -181,6 +204,9 @@ def _is_running(pid: int) -> bool:
 RunCpu = Callable[..., Awaitable[Parsed]]
 """Runs ``parse_entries`` with its arguments, in a process pool or right here."""
 
+WriteFiles = Callable[[Path, list[tuple[Path, bytes]]], Awaitable[None]]
+"""Runs ``write_archive_files`` in a process pool."""
+
 
 async def run_here(func: Callable[..., Parsed], *args: object) -> Parsed:
     """Run a CPU-bound step in this process (the default: no pool)."""
@@ -208,9 +234,12 @@ class PassContext:
     enqueue_alerts: EnqueueAlerts | None = None
     run_cpu: RunCpu = run_here
     forget_stories: Callable[[list[str]], None] | None = None
+    """Undo ``assign_stories`` for these article ids (their pass was rolled back)."""
     dedup: DedupSettings | None = None
     """How to sign articles for ``assign_stories`` while parsing (else it signs them)."""
-    """Undo ``assign_stories`` for these article ids (their pass was rolled back)."""
+    write_files: WriteFiles | None = None
+    """With a parse pool: the parse renders the archive files and this writes the new ones
+    (off the event loop's process), before the pass's transaction."""
 
 
 async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassContext) -> PassResult:
@@ -228,7 +257,7 @@ async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassConte
     try:
         parsed = await ctx.run_cpu(
             parse_entries, result.body, result.headers, result.final_url, source, ctx.now,
-            ctx.dedup if ctx.assign_stories is not None else None,
+            ctx.dedup if ctx.assign_stories is not None else None, _files_root(ctx),
         )  # fmt: skip
     except ParseError as e:
         return _failed(source, state, policy, ctx, e.message, result.status, None)
@@ -236,12 +265,19 @@ async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassConte
     after = state_after_success(
         state, result, next_at, body_hash=body_hash, configured_url=source.url
     )
-    new: list[Article] = []
-    changed: list[Article] = []
+    new, changed = _split(parsed, ctx)
+    written = [a.id for a in new if a.id in parsed.files]
+    if written and ctx.write_files is not None and ctx.archive_root is not None:
+        try:
+            await ctx.write_files(ctx.archive_root, [parsed.files[i] for i in written])
+        except ArchiveError as e:  # the archive folder is unwritable: no progress
+            return _failed(source, state, policy, ctx, str(e), result.status, None)
+    else:
+        written = []
     passed = PassResult(source.name, "updated", entry_errors=parsed.entry_errors, state=after)
     try:
         with ctx.store.batch(f"save the pass over source {source.name!r}"):
-            _split_and_save(parsed, ctx, passed, new, changed)
+            _save(parsed, ctx, passed, new, changed, set(written))
             ctx.store.put_source_state(after)
     except BaseException as e:
         # Nothing of the pass is stored: the stories stage must not remember its articles.
@@ -257,14 +293,16 @@ async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassConte
     return passed
 
 
-def _split_and_save(
-    parsed: Parsed,
-    ctx: PassContext,
-    passed: PassResult,
-    new: list[Article],
-    changed: list[Article],
-) -> None:
-    """Store what is new (into ``new``) or changed (into ``changed``), archive, assign, alert."""
+def _files_root(ctx: PassContext) -> Path | None:
+    """Where the parse renders the archive files: only when a pool writes them too."""
+    first_only = ctx.archive_first_only and ctx.assign_stories is not None
+    return None if ctx.write_files is None or first_only else ctx.archive_root
+
+
+def _split(parsed: Parsed, ctx: PassContext) -> tuple[list[Article], list[Article]]:
+    """The parsed articles not stored yet, and those stored with a change since."""
+    new: list[Article] = []
+    changed: list[Article] = []
     known = ctx.store.known_ids(a.id for a in parsed.articles)
     for article in parsed.articles:
         if article.id not in known:
@@ -277,9 +315,23 @@ def _split_and_save(
             article = article.model_copy(update={"published_at": stored.published_at})
         if _has_changed(stored, article):
             changed.append(article)
+    return new, changed
+
+
+def _save(
+    parsed: Parsed,
+    ctx: PassContext,
+    passed: PassResult,
+    new: list[Article],
+    changed: list[Article],
+    written: set[str],
+) -> None:
+    """Store the new and changed articles, archive, assign, alert (``written``: files done)."""
     first_only = ctx.archive_first_only and ctx.assign_stories is not None
     if not first_only:
-        _archive(ctx, [*new, *changed])
+        _archive(ctx, [*(a for a in new if a.id not in written), *changed])
+        if written:
+            ctx.store.add_archive_pending(written)
     ctx.store.add_articles(new)
     for article in changed:
         ctx.store.upsert_article(article)

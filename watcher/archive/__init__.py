@@ -6,6 +6,8 @@
     write_article(root, article)       atomic: temp file + rename, at the archive's own path
     write_articles(root, articles)     the same for a batch, flushed to disk once (syncfs)
     write_articles(..., durable=False) then flush(root)   many batches, one flush
+    write_files(root, plan_files(root, articles))         the same in two steps (a parse
+                                                          worker plans, writes; see pipeline)
 
 For every dump file ``render(parse(f)) == f``: ``parse`` checks it and refuses a file it could
 not write back, rather than store an article that lost something. Does not touch the store.
@@ -161,12 +163,26 @@ def write_articles(root: Path, articles: list[Article], *, durable: bool = True)
     The caller then remembers them and calls ``flush`` later (the daemon: every few seconds,
     for all the files of many passes at once).
     """
-    if not articles:
-        return []
+    return write_files(root, plan_files(root, articles), durable=durable)
+
+
+def plan_files(root: Path, articles: list[Article]) -> list[tuple[Path, bytes]]:
+    """Each article's file under ``root`` and its bytes, not written yet (see ``write_files``).
+
+    ArchiveError names the article's path when it would leave ``root``.
+    """
     folders: dict[Path, Path] = {}  # resolved once per folder: a resolve is an lstat per part
-    planned = [
+    return [
         (_target(root, article, folders), render(article).encode("utf-8")) for article in articles
     ]
+
+
+def write_files(
+    root: Path, planned: list[tuple[Path, bytes]], *, durable: bool = True
+) -> list[Path]:
+    """Write files planned by ``plan_files``, as ``write_articles`` does; return their paths."""
+    if not planned:
+        return []
     temporary: list[tuple[str, Path]] = []
     target = root
     try:
