@@ -2,7 +2,7 @@
 
     python bench/poll.py [--corpus DIR] [--feeds 1000] [--items 20] [--rounds 3]
                          [--distinct] [--no-reader] [--profile FILE] [--stages] [--lean]
-                         [--in-flight 16] [--parse-workers 0]
+                         [--in-flight 16] [--parse-workers 0] [--stored N]
 
 Serves FEEDS RSS feeds of ITEMS items each on 127.0.0.1 from a separate process
 (``bench/pollserver.py``: keep-alive, ETag + Last-Modified, 304). The items are real Chinese
@@ -40,6 +40,11 @@ loop (their CPU seconds are in watcher's, their peak RSS is shown apart). After 
     --lean          one more first cycle with each source polled by its own ``poll([name])``
                     and its PassResult dropped, as ``watcher run`` does: the peak RSS without
                     the 20,000 articles that ``poll()``'s returned results hold
+    --stored N      one more lean first cycle over a store that holds N articles already,
+                    with their stories (issue 7's memory goal: 100,000): copies of the feeds'
+                    items under other ids, one day earlier per copy, so that the days the
+                    stories stage loads around the new items hold 60,000 of them. The store is
+                    filled in a process of its own; the peak RSS is the daemon's alone
 
 Set up reader by hand instead (the script does the same when the venv is missing):
     python3 -m venv bench/.venv-reader &&
@@ -87,6 +92,7 @@ CJK_FIRST, CJK_SIZE = 0x4E00, 0x9FFF - 0x4E00 + 1
 CJK_STEP = 7919  # a shift by k * CJK_STEP maps the CJK block onto itself, one to one
 TIMEOUT_S = {
     "bare": 300, "parse": 900, "watcher": 1800, "stages": 1800, "reader": 1800, "setup": 600,
+    "preload": 1800,
 }  # fmt: skip
 
 # --- the feeds ------------------------------------------------------------------------------------
@@ -537,6 +543,43 @@ def one_feed_stages(
             batch.close()  # the commit, timed with the store
 
 
+def preload_phase(folder: Path, feeds_dir: Path, urls: list[str], count: int) -> dict[str, Any]:
+    """Fill the store of ``folder`` with ``count`` articles and their stories (no archive)."""
+    from watcher.normalize import normalize_entry
+    from watcher.parse import parse_feed
+    from watcher.settings import load_settings
+    from watcher.store import open_store
+    from watcher.stories import StoryAssigner
+
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = load_settings(watcher_config(folder, urls), env={})
+    headers = {"content-type": "application/rss+xml; charset=utf-8"}
+    now = datetime.now(UTC)
+    stored = 0
+    with Timer() as took, open_store(settings.store_url) as store:
+        assigner = StoryAssigner(store, settings.dedup)
+        copy = 0
+        while stored < count:
+            copy += 1
+            for index, source in enumerate(settings.sources):
+                if stored >= count:
+                    break
+                body = (feeds_dir / f"feed{index:04d}.xml").read_bytes()
+                feed = parse_feed(body, headers, urls[index])
+                items = [normalize_entry(e, feed, source, now=now) for e in feed.entries]
+                copies = [a.model_copy(update={
+                    "id": f"{a.id}~{copy}",
+                    "published_at": a.published_at - timedelta(days=copy) if a.published_at
+                    else None,
+                }) for a in items[: count - stored]]  # fmt: skip
+                with store.batch("preload"):
+                    store.add_articles(copies)
+                    assigner.assign(copies)
+                stored += len(copies)
+        figures = {"articles": store.count_articles(), "stories": store.count_stories()}
+    return {**figures, "preload_s": took.wall_s}
+
+
 def run_phase(args: argparse.Namespace) -> None:
     """The child side: run one phase and print its figures as the last line (JSON)."""
     urls = args.urls.read_text(encoding="utf-8").split()
@@ -546,6 +589,8 @@ def run_phase(args: argparse.Namespace) -> None:
         figures = parse_phase(args.feeds_dir, urls)
     elif args.phase == "stages":
         figures = stages_phase(args.work, args.feeds_dir, urls)
+    elif args.phase == "preload":
+        figures = preload_phase(args.work, args.feeds_dir, urls, int(args.mode))
     else:  # watcher; --mode is a profile file, "lean", or absent
         figures = watcher_phase(args.work, urls, args.mode)
     print(json.dumps(figures))
@@ -792,6 +837,13 @@ def run_rounds(args: argparse.Namespace, run: Run) -> None:
     if args.lean:
         lean = phase(run, "watcher", run.root / "watcher-lean", "lean")
         print(f"\nlean cycles (each source polled on its own, results dropped): {shown(lean)}")
+    if args.stored:
+        work = run.root / "watcher-stored"
+        preloaded = phase(run, "preload", work, str(args.stored))
+        print(f"\nstore filled beforehand: {shown(preloaded)}", flush=True)
+        if not isinstance(preloaded, str):
+            stored = phase(run, "watcher", work, "lean")
+            print(f"lean cycles over that store (peak RSS: the daemon's): {shown(stored)}")
     if args.stages:
         stages = phase(run, "stages", run.root / "watcher-stages")
         print(f"\nstages one after another, no HTTP (seconds): {shown(stages)}")
@@ -836,8 +888,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, help="cProfile one more first cycle into FILE")
     parser.add_argument("--stages", action="store_true", help="time each stage, no HTTP")
     parser.add_argument("--lean", action="store_true", help="one more cycle, results dropped")
+    parser.add_argument("--stored", type=int, default=0,
+                        help="one more lean cycle over a store of N articles")  # fmt: skip
     # the child side (one phase in a fresh interpreter)
-    choices = ["bare", "parse", "watcher", "stages"]
+    choices = ["bare", "parse", "watcher", "stages", "preload"]
     parser.add_argument("--phase", choices=choices, help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -848,6 +902,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("bounds: 1-10000 feeds, 1-200 items, 1-10 rounds")
     if not 1 <= args.in_flight <= 100:
         parser.error("bounds: 1-100 in flight")
+    if not 0 <= args.stored <= 1_000_000:
+        parser.error("bounds: 0-1000000 stored articles")
     return args
 
 
