@@ -21,6 +21,7 @@ from watcher.pipeline import (
     flush_archive,
     poll_source,
     repair_archive,
+    write_archive_files,
 )
 from watcher.polling import PollPolicy
 from watcher.settings import DedupSettings, HttpSettings, RsshubSettings, SourceSettings
@@ -221,6 +222,42 @@ def test_archive_written_before_store(
     again = run_pass(src, store, tmp_path / "archive")
     assert (3, 3) == (len(again.new), store.count_articles())
     assert 3 == len(list((tmp_path / "archive").rglob("*.md")))
+
+
+def test_files_written_apart_are_noted_and_a_folder_at_fault_fails_the_pass(
+    feed_server: FeedServer, store: Store, tmp_path: Path
+) -> None:
+    """With write_files (a pool's), the parse renders the files and they are written before
+    the commit; an archive folder linked outside fails the pass, nothing written or stored."""
+    feed_server.feed("/feed.xml", rss(ITEMS))
+    src = source(feed_server.url("/feed.xml"))
+    root = tmp_path / "archive"
+    handed: list[int] = []
+
+    async def write_files(at: Path, planned: list[tuple[Path, bytes]]) -> None:
+        handed.append(len(planned))
+        write_archive_files(at, planned)
+
+    async def go(at: Path) -> PassResult:
+        async with Fetcher(HttpSettings(), RsshubSettings()) as fetcher:
+            ctx = PassContext(store, fetcher, at, NOW, random.Random(1), write_files=write_files)
+            return await poll_source(src, POLICY, ctx)
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    root.mkdir()
+    (root / "source").symlink_to(outside)  # where every Hexo post of the source goes
+    failed = asyncio.run(go(root))
+    assert ("failed", [], 0) == (failed.outcome, handed, store.count_articles())
+    assert failed.error is not None and "leaves the archive folder" in failed.error
+    assert [] == list(outside.rglob("*"))
+    (root / "source").unlink()
+    done = asyncio.run(go(root))
+    stored = list(store.iter_articles())
+    files = {p.relative_to(root).as_posix(): p.read_text("utf-8") for p in root.rglob("*.md")}
+    assert ("updated", [3], 3) == (done.outcome, handed, len(stored))
+    assert files == {archive.relative_path(a): archive.render(a) for a in stored}
+    assert sorted(a.id for a in stored) == sorted(store.archive_pending_ids())
 
 
 def test_undated_item_is_not_a_change_on_every_pass(feed_server: FeedServer, store: Store) -> None:

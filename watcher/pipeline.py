@@ -155,6 +155,10 @@ def parse_entries(
 
 
 def _plan_files(root: Path, articles: list[Article]) -> dict[str, tuple[Path, bytes]]:
+    try:  # all at once, the usual case: each folder is resolved once
+        return dict(zip((a.id for a in articles), archive.plan_files(root, articles), strict=True))
+    except ArchiveError:  # one at a time, to leave out only those at fault
+        pass
     planned: dict[str, tuple[Path, bytes]] = {}
     for article in articles:
         try:
@@ -241,6 +245,11 @@ class PassContext:
     """With a parse pool: the parse renders the archive files and this writes the new ones
     (off the event loop's process), before the pass's transaction."""
 
+    @property
+    def first_only(self) -> bool:
+        """Only the articles that start a story are archived (after their assignment)."""
+        return self.archive_first_only and self.assign_stories is not None
+
 
 async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassContext) -> PassResult:
     """Run one pass over ``source``; its failures end up in its state, never as exceptions."""
@@ -295,8 +304,7 @@ async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassConte
 
 def _files_root(ctx: PassContext) -> Path | None:
     """Where the parse renders the archive files: only when a pool writes them too."""
-    first_only = ctx.archive_first_only and ctx.assign_stories is not None
-    return None if ctx.write_files is None or first_only else ctx.archive_root
+    return None if ctx.write_files is None or ctx.first_only else ctx.archive_root
 
 
 def _split(parsed: Parsed, ctx: PassContext) -> tuple[list[Article], list[Article]]:
@@ -327,8 +335,7 @@ def _save(
     written: set[str],
 ) -> None:
     """Store the new and changed articles, archive, assign, alert (``written``: files done)."""
-    first_only = ctx.archive_first_only and ctx.assign_stories is not None
-    if not first_only:
+    if not ctx.first_only:
         _archive(ctx, [*(a for a in new if a.id not in written), *changed])
         if written:
             ctx.store.add_archive_pending(written)
@@ -340,7 +347,7 @@ def _save(
         passed.duplicates = len(new) - len(starting)
         if ctx.enqueue_alerts is not None:
             passed.alerts = ctx.enqueue_alerts(new)
-        if first_only:
+        if ctx.first_only:
             _archive(ctx, [*(a for a in new if a.id in starting), *changed])
 
 
