@@ -216,6 +216,32 @@ def test_story_rows_equal_a_recompute_after_each_batch(tmp_path: Path, seed: int
             assert reach_of(expected) == opened.story_reach([*expected, "unknown"])
 
 
+class RollBackError(Exception):
+    """Raised inside a batch to roll it back."""
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_story_rows_stay_right_across_rollbacks_and_two_writers(tmp_path: Path, seed: int) -> None:
+    """Rows a store remembers writing are read again: batches rolled back, and another store
+    on the same file writing in turn, still leave rows equal to a recompute from members."""
+    rng = random.Random(seed)
+    articles = random_articles(rng, 40)
+    by_id = {a.id: a for a in articles}
+    path = tmp_path / "w.db"
+    with SqliteStore(path) as one, SqliteStore(path) as two, closing(sqlite3.connect(path)) as conn:
+        one.add_articles(articles)
+        for batch in random_batches(rng, articles):
+            writer = rng.choice((one, two))
+            if rng.random() < 0.25:
+                with pytest.raises(RollBackError), writer.batch("a pass that fails"):
+                    writer.save_stories([], batch)
+                    raise RollBackError
+            else:
+                writer.save_stories([], batch)
+            expected = reference_stories(conn, by_id)
+            assert expected == stored_stories(conn)
+
+
 def test_an_earlier_member_moves_outlets_categories_and_sources_to_the_front(
     tmp_path: Path,
 ) -> None:

@@ -41,7 +41,7 @@ from watcher.store.rows import (
     time_key,
 )
 from watcher.store.sqlite_alerts import SqliteAlertsMixin
-from watcher.store.sqlite_stories import SqliteStoriesMixin
+from watcher.store.sqlite_stories import ReachCache, SqliteStoriesMixin
 
 PAGE_SIZE: Final = 500
 """Rows per page when streaming, and ids per IN list (old SQLite allows 999 variables)."""
@@ -96,6 +96,7 @@ class SqliteStore(SqliteStoriesMixin, SqliteAlertsMixin):
     ) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._reaches = ReachCache()
         self._conn = self._connect(busy_timeout_s)
         try:
             with self._guard("open the store"):

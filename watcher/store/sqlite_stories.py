@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -87,10 +87,37 @@ _UNASSIGNED: Final = (
 _END_OF_TIME: Final = "\uffff"  # sorts after every published_key
 
 
+class ReachCache:
+    """The story rows' reaches last written, kept to skip decoding a row's JSON again.
+
+    An entry is used only while the row still holds exactly the columns it was made from
+    (compared as text: a rolled-back pass, or another process, leaves other columns and the
+    row is decoded), and is taken out while in use, so a failure half-way leaves none behind.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, tuple[tuple[str, ...], Reach]] = OrderedDict()
+
+    def take(self, story_id: str, columns: tuple[str, ...]) -> Reach:
+        """The reach of a row read now: the cached one if the row is unchanged, else decoded."""
+        cached = self._entries.pop(story_id, None)
+        if cached is not None and cached[0] == columns:
+            return cached[1]
+        return Reach.from_columns(*columns)
+
+    def put(self, story_id: str, columns: tuple[str, ...], reach: Reach) -> None:
+        """Remember the reach just written as these columns (the least recent goes past size)."""
+        self._entries[story_id] = (columns, reach)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
 class SqliteStoriesMixin:
     """Story methods of ``SqliteStore``; they use its connection, lock and error translation."""
 
     path: Path
+    _reaches: ReachCache
 
     def _read(self, action: str) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
@@ -115,7 +142,8 @@ class SqliteStoriesMixin:
             joining = [_Joining(m.story_id, m.article_id, m.published_key, now,
                                 *facts[m.article_id][:3])
                        for m in members if m.story_id not in redo]  # fmt: skip
-            _grow_stories(conn, [*joining, *_reset_stories(conn, sorted(redo))], now)
+            grown = [*joining, *_reset_stories(conn, sorted(redo))]
+            _grow_stories(conn, grown, now, self._reaches)
 
     def iter_signatures(
         self, scheme: str, *, since: datetime | None = None, until: datetime | None = None
@@ -236,7 +264,9 @@ class _Joining(NamedTuple):
     source: str | None
 
 
-def _grow_stories(conn: sqlite3.Connection, joining: Sequence[_Joining], now: str) -> None:
+def _grow_stories(
+    conn: sqlite3.Connection, joining: Sequence[_Joining], now: str, reaches: ReachCache
+) -> None:
     """Add members to their stories' rows: size, canonical, and the names each brings first."""
     by_story: dict[str, list[_Joining]] = {}
     for m in joining:
@@ -245,12 +275,14 @@ def _grow_stories(conn: sqlite3.Connection, joining: Sequence[_Joining], now: st
     for chunk in _chunks(by_story):
         query = _ROWS.format(marks=", ".join("?" * len(chunk)))
         for story_id, *columns, size in conn.execute(query, chunk).fetchall():
-            reach = Reach.from_columns(*columns)
+            reach = reaches.take(story_id, tuple(columns))
             for m in by_story[story_id]:
                 key = member_key(m.published_key, m.assigned_at, m.article_id)
                 reach.add(key, m.outlet, m.categories, m.source)
             size += len(by_story[story_id])
-            values.append((*reach.canonical(), *reach.columns(), size, now, story_id))
+            written = reach.columns()
+            values.append((*reach.canonical(), *written, size, now, story_id))
+            reaches.put(story_id, written, reach)
     conn.executemany(_PUT_ROW, values)
 
 
