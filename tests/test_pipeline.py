@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -24,6 +24,7 @@ from watcher.pipeline import (
     write_archive_files,
 )
 from watcher.polling import PollPolicy
+from watcher.rules import fold_article
 from watcher.settings import DedupSettings, HttpSettings, RsshubSettings, SourceSettings
 from watcher.store import Store, open_store
 from watcher.stories import StoryAssigner
@@ -258,6 +259,34 @@ def test_files_written_apart_are_noted_and_a_folder_at_fault_fails_the_pass(
     assert ("updated", [3], 3) == (done.outcome, handed, len(stored))
     assert files == {archive.relative_path(a): archive.render(a) for a in stored}
     assert sorted(a.id for a in stored) == sorted(store.archive_pending_ids())
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_the_parse_folds_for_the_rules_when_asked(
+    feed_server: FeedServer, store: Store, fold: bool
+) -> None:
+    """With fold_for_rules, the rules stage gets each new article's fold_article beside it."""
+    feed_server.feed("/feed.xml", rss(ITEMS))
+    src = source(feed_server.url("/feed.xml"))
+    given: list[tuple[list[str], dict[str, tuple[str, str]]]] = []
+
+    def assign(articles: list[Article], signed: Signed | None) -> set[str]:
+        return {a.id for a in articles}
+
+    def enqueue(articles: list[Article], folded: Mapping[str, tuple[str, str]]) -> int:
+        given.append(([a.id for a in articles], dict(folded)))
+        return 0
+
+    async def go() -> PassResult:
+        async with Fetcher(HttpSettings(), RsshubSettings()) as fetcher:
+            ctx = PassContext(store, fetcher, None, NOW, random.Random(1), assign_stories=assign,
+                              enqueue_alerts=enqueue, fold_for_rules=fold)  # fmt: skip
+            return await poll_source(src, POLICY, ctx)
+
+    assert "updated" == asyncio.run(go()).outcome
+    stored = {a.id: a for a in store.iter_articles()}
+    expected = {i: fold_article(a) for i, a in stored.items()} if fold else {}
+    assert [(sorted(stored), expected)] == [(sorted(ids), folded) for ids, folded in given]
 
 
 def test_undated_item_is_not_a_change_on_every_pass(feed_server: FeedServer, store: Store) -> None:

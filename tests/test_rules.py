@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from watcher import folding
 from watcher.errors import ConfigError
 from watcher.folding import fold, fold_with_offsets, to_simplified
-from watcher.models import StoryView
-from watcher.rules import compile_rules, match_story
+from watcher.models import Article, StoryView
+from watcher.rules import compile_rules, fold_article, match_story
 from watcher.settings import RuleSettings, load_settings
 
 NOW = datetime(2026, 11, 3, 5, 20, tzinfo=UTC)
@@ -254,6 +254,25 @@ def test_highlights_point_into_the_original_text() -> None:
     assert expected == [
         (h.field, shown[h.field][h.start : h.end], h.term) for h in match.highlights
     ]
+
+
+@pytest.mark.parametrize(("rule", "view"), [(r, v) for r, v, _ in CASES.values()], ids=CASES)
+def test_a_view_folded_beforehand_matches_alike(rule: dict[str, Any], view: dict[str, Any]) -> None:
+    """A StoryView carrying fold_article's title and text (a parse worker's) gives the same
+    matches, highlights included, as one the rules fold themselves."""
+    compiled = compile_rules([RuleSettings(name="r", **rule)])
+    plain = StoryView(**{**BASE_VIEW, **view})
+    article = Article(id="a1", format="link", title=plain.title, outlet="联合早报",
+                      body_html="<p>ignored: the text is given</p>", text=plain.text)  # fmt: skip
+    folded = plain.model_copy(update={"folded": fold_article(article)})
+    assert match_story(compiled, plain, now=NOW) == match_story(compiled, folded, now=NOW)
+
+
+def test_the_rules_read_a_folded_view_from_its_folded_fields() -> None:
+    """Given folded fields, the rules search those (so a worker's folding is what counts)."""
+    rule = compile_rules([RuleSettings(name="r", any=("香港",))])
+    view = StoryView(**BASE_VIEW, folded=("香港", "x"))
+    assert [("r", ("香港",))] == [(m.rule, m.terms) for m in match_story(rule, view, now=NOW)]
 
 
 def test_highlights_of_a_word_term_mark_each_word() -> None:

@@ -27,7 +27,7 @@ read settings (the caller compiles the rules).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,8 +35,7 @@ from watcher.alerts import new_alert
 from watcher.alerts.render import excerpt, marked, squeeze
 from watcher.log import log_event
 from watcher.models import Alert, Article, Highlight, Match, Story, StoryView
-from watcher.plaintext import html_to_text
-from watcher.rules import CompiledRule, match_story
+from watcher.rules import CompiledRule, match_story, view_text
 from watcher.store import Store
 from watcher.store.rows import StoryReach
 
@@ -45,19 +44,27 @@ Clock = Callable[[], datetime]
 BATCH = 500  # articles evaluated per transaction when catching up
 
 
-def story_view(article: Article, story_id: str, reach: StoryReach) -> StoryView:
-    """What the rules see: the article's title, text and link, and its story's reach."""
-    text = article.text or (html_to_text(article.body_html) if article.body_html else "")
+def story_view(
+    article: Article,
+    story_id: str,
+    reach: StoryReach,
+    folded: tuple[str, str] | None = None,
+) -> StoryView:
+    """What the rules see: the article's title, text and link, and its story's reach.
+
+    ``folded``: ``rules.fold_article(article)``, when the parse did it already.
+    """
     return StoryView(
         story_id=story_id,
         article_id=article.id,
         title=article.title,
-        text=text,
+        text=view_text(article),
         link=article.link,
         published_at=article.published_at,
         outlets=reach.outlets or (article.outlet,),
         categories=reach.categories,
         sources=reach.sources,
+        folded=folded,
     )
 
 
@@ -76,13 +83,18 @@ class Alerting:
         self.rules = list(rules)
         self._clock = clock or (lambda: datetime.now(UTC))
 
-    def enqueue(self, articles: Sequence[Article]) -> list[Alert]:
-        """Evaluate the stories of ``articles`` (stored and assigned); return the alerts queued."""
+    def enqueue(
+        self, articles: Sequence[Article], folded: Mapping[str, tuple[str, str]] | None = None
+    ) -> list[Alert]:
+        """Evaluate the stories of ``articles`` (stored and assigned); return the alerts queued.
+
+        ``folded``: some articles' ``rules.fold_article``, by id, made where they were parsed.
+        """
         story_of = self.store.article_story_ids(a.id for a in articles)
         assigned = sorted((a for a in articles if a.id in story_of), key=_age)
         if not assigned:
             return []
-        pairs = self._evaluate(assigned, story_of) if self.rules else []
+        pairs = self._evaluate(assigned, story_of, folded or {}) if self.rules else []
         queued = self.store.enqueue_alerts(pairs, checked=[a.id for a in assigned])
         if pairs:
             log_event(log, logging.INFO, "rules matched", matches=len(pairs), alerts=len(queued),
@@ -90,7 +102,10 @@ class Alerting:
         return queued
 
     def _evaluate(
-        self, articles: list[Article], story_of: dict[str, str]
+        self,
+        articles: list[Article],
+        story_of: dict[str, str],
+        folded: Mapping[str, tuple[str, str]],
     ) -> list[tuple[Match, list[Alert]]]:
         stories = set(story_of.values())
         reach = self.store.story_reach(stories)
@@ -102,7 +117,8 @@ class Alerting:
             rules = [r for r in self.rules if (story_id, r.name) not in done]
             if not rules:
                 continue
-            view = story_view(article, story_id, reach.get(story_id, StoryReach((), (), ())))
+            reached = reach.get(story_id, StoryReach((), (), ()))
+            view = story_view(article, story_id, reached, folded.get(article.id))
             for match, rule in _matched(rules, view, now):
                 done.add((story_id, rule.name))
                 alerts = [new_alert(match, view, ch, now=now) for ch in rule.channels]

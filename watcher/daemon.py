@@ -44,6 +44,7 @@ from watcher.models import Article, Story
 from watcher.outbox import Outbox
 from watcher.pipeline import (
     Fetch,
+    Folded,
     Parsed,
     PassContext,
     PassResult,
@@ -121,6 +122,7 @@ class Daemon:
             forget_stories=self._stories.forget,
             dedup=self.settings.dedup,
             write_files=self._write_files if self._parse_pool is not None else None,
+            fold_for_rules=self._parse_pool is not None and bool(self._alerting.rules),
         )  # fmt: skip
 
     async def _write_files(self, root: Path, planned: list[tuple[Path, bytes]]) -> None:
@@ -172,9 +174,9 @@ class Daemon:
     def _assign_stories(self, articles: list[Article], signed: Signed | None) -> set[str]:
         return {a.article_id for a in self._stories.assign(articles, signed) if a.starts_story}
 
-    def _enqueue_alerts(self, articles: list[Article]) -> int:
+    def _enqueue_alerts(self, articles: list[Article], folded: Folded) -> int:
         try:
-            queued = self._alerting.enqueue(articles)
+            queued = self._alerting.enqueue(articles, folded)
         except WatcherError as e:  # the rules have not seen them: caught up at the next start
             log_event(log, logging.ERROR, "alerts not queued", error=str(e))
             return 0

@@ -4,6 +4,7 @@
     fold_with_offsets(text)         the same, each folded character knowing its original offset
     nfkc(text)                      unicodedata's NFKC, normalizing only where the text needs it
     simplified_pair(title, text)    both converted by one OpenCC call
+    fold_title_text(title, text)    both as ``fold`` gives them, with one OpenCC call
     lowered_by_character(text)      NFKC per character, then lower case, with offsets
     same_length(folded, converted)  a conversion that kept the length, else None
 
@@ -173,6 +174,11 @@ def same_length(folded: str, simplified: str) -> str | None:
         if len(simplified) != len(folded):
             return None
     return simplified
+
+
+def fold_title_text(title: str, text: str) -> tuple[str, str]:
+    """``(fold(title), fold(text))``: what every rule compares a title and a text with."""
+    return simplified_pair(nfkc(title).lower(), nfkc(text).lower())
 
 
 def simplified_pair(title: str, text: str) -> tuple[str, str]:

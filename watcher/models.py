@@ -240,6 +240,9 @@ class StoryView(BaseModel):
     outlets: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    folded: tuple[str, str] | None = None
+    """``title`` and ``text`` folded as the rules compare them (``folding.fold_title_text``),
+    when that was done already where the article was parsed; None: the rules fold them."""
 
 
 class Highlight(BaseModel):

@@ -38,7 +38,7 @@ import random
 import select
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +57,7 @@ from watcher.polling import (
     state_after_failure,
     state_after_success,
 )
+from watcher.rules import fold_article
 from watcher.settings import DedupSettings, SourceSettings
 from watcher.store import Store
 
@@ -104,8 +105,13 @@ AssignStories = Callable[[list[Article], Signed | None], set[str]]
 """Put newly stored articles into stories (with the signatures the parse made, if any);
 return the ids of those that start a story."""
 
-EnqueueAlerts = Callable[[list[Article]], int]
+Folded = Mapping[str, tuple[str, str]]
+"""Articles' title and text folded for the rules (``rules.fold_article``), by article id."""
+
+EnqueueAlerts = Callable[[list[Article], Folded], int]
 """Run the rules over the stories of newly stored, assigned articles; return alerts queued.
+
+The folded title and text of those the parse folded already are given beside them.
 
 It only queues (the outbox delivers), so a channel that is down never fails a pass.
 """
@@ -119,6 +125,8 @@ class Parsed:
     articles: list[Article]
     entry_errors: list[str]
     signed: Signed | None = None  # the articles' story signatures, when dedup was given
+    folded: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Each article's title and text folded for the rules, when asked for (by article id)."""
     files: dict[str, tuple[Path, bytes]] = field(default_factory=dict)
     """Each article's archive file and bytes, when an archive root was given (by article id;
     an article whose path is at fault has none: the pass writes it, and reports the fault)."""
@@ -132,13 +140,14 @@ def parse_entries(
     now: datetime,
     dedup: DedupSettings | None = None,
     archive_root: Path | None = None,
+    fold_for_rules: bool = False,
 ) -> Parsed:
     """Parse a feed body and normalize its entries; ParseError if it is no feed.
 
-    With ``dedup`` the articles are signed for the stories stage too, and with
-    ``archive_root`` their archive files are rendered (in the same worker, so the event
-    loop's process does not). A plain function of picklable arguments, so a process pool
-    can run it.
+    With ``dedup`` the articles are signed for the stories stage too, with ``archive_root``
+    their archive files are rendered, and with ``fold_for_rules`` their title and text are
+    folded for the rules (in the same worker, so the event loop's process does not). A plain
+    function of picklable arguments, so a process pool can run it.
     """
     feed = parse_feed(body, headers, url)
     articles: list[Article] = []
@@ -151,7 +160,9 @@ def parse_entries(
     unique = list({a.id: a for a in articles}.values())  # an item listed twice yields one
     signed = sign_articles(unique, dedup) if dedup is not None else None
     files = _plan_files(archive_root, unique) if archive_root is not None else {}
-    return Parsed(feed.model_copy(update={"entries": []}), unique, errors, signed, files)
+    folded = {a.id: fold_article(a) for a in unique} if fold_for_rules else {}
+    feed = feed.model_copy(update={"entries": []})
+    return Parsed(feed, unique, errors, signed, folded=folded, files=files)
 
 
 def _plan_files(root: Path, articles: list[Article]) -> dict[str, tuple[Path, bytes]]:
@@ -244,6 +255,9 @@ class PassContext:
     write_files: WriteFiles | None = None
     """With a parse pool: the parse renders the archive files and this writes the new ones
     (off the event loop's process), before the pass's transaction."""
+    fold_for_rules: bool = False
+    """The parse folds each article's title and text for ``enqueue_alerts`` (with a parse
+    pool and rules: the folding is most of the rules' cost)."""
 
     @property
     def first_only(self) -> bool:
@@ -267,6 +281,7 @@ async def poll_source(source: SourceSettings, policy: PollPolicy, ctx: PassConte
         parsed = await ctx.run_cpu(
             parse_entries, result.body, result.headers, result.final_url, source, ctx.now,
             ctx.dedup if ctx.assign_stories is not None else None, _files_root(ctx),
+            ctx.fold_for_rules and ctx.enqueue_alerts is not None,
         )  # fmt: skip
     except ParseError as e:
         return _failed(source, state, policy, ctx, e.message, result.status, None)
@@ -346,7 +361,7 @@ def _save(
         starting = ctx.assign_stories(new, parsed.signed)
         passed.duplicates = len(new) - len(starting)
         if ctx.enqueue_alerts is not None:
-            passed.alerts = ctx.enqueue_alerts(new)
+            passed.alerts = ctx.enqueue_alerts(new, parsed.folded)
         if ctx.first_only:
             _archive(ctx, [*(a for a in new if a.id in starting), *changed])
 

@@ -55,13 +55,14 @@ from typing import NamedTuple
 from watcher.errors import ConfigError
 from watcher.folding import (
     fold,
+    fold_title_text,
     lowered_by_character,
     nfkc,
     same_length,
-    simplified_pair,
     to_simplified,
 )
-from watcher.models import Highlight, Match, RuleField, StoryView
+from watcher.models import Article, Highlight, Match, RuleField, StoryView
+from watcher.plaintext import html_to_text
 from watcher.settings import RuleSettings
 
 MAX_HIGHLIGHTS = 50
@@ -231,7 +232,6 @@ class _Folded:
         self.view = view
         self.scanner = scanner
         self._fields: dict[RuleField, str] = {}
-        self._lowered: dict[RuleField, str] = {}  # title and text before t2s
         self._scanned: dict[RuleField, set[str]] = {}
         self._words: dict[tuple[RuleField, ...], set[str]] = {}
         self._mapped: dict[RuleField, tuple[str, list[int] | None] | None] = {}
@@ -248,9 +248,8 @@ class _Folded:
         """The field folded (title and text together: one OpenCC call for both)."""
         if name not in self._fields:
             if name in _HIGHLIGHTED:
-                title = self._lowered["title"] = nfkc(self.view.title).lower()
-                text = self._lowered["text"] = nfkc(self.view.text).lower()
-                self._fields["title"], self._fields["text"] = simplified_pair(title, text)
+                folded = self.view.folded or fold_title_text(self.view.title, self.view.text)
+                self._fields["title"], self._fields["text"] = folded
             else:
                 self._fields[name] = fold(_raw_field(self.view, name))
         return self._fields[name]
@@ -292,9 +291,24 @@ class _Folded:
     def _with_offsets(self, name: RuleField, raw: str) -> tuple[str, list[int] | None] | None:
         lowered, owners = lowered_by_character(raw)
         folded = self.field(name)  # the same conversion when the field folded alike, as usual
-        simplified = folded if lowered == self._lowered[name] else to_simplified(lowered)
+        before_t2s = nfkc(_raw_field(self.view, name)).lower()  # as fold_title_text had it
+        simplified = folded if lowered == before_t2s else to_simplified(lowered)
         kept = same_length(lowered, simplified)
         return None if kept is None else (kept, owners)
+
+
+def view_text(article: Article) -> str:
+    """The text of an article as the rules see it (its visible text, else its body's)."""
+    return article.text or (html_to_text(article.body_html) if article.body_html else "")
+
+
+def fold_article(article: Article) -> tuple[str, str]:
+    """An article's title and text folded as the rules compare them (``StoryView.folded``).
+
+    The costly part of matching (NFKC and OpenCC over the whole text), done where the
+    article is parsed when that is another process.
+    """
+    return fold_title_text(article.title, view_text(article))
 
 
 def _raw_field(view: StoryView, name: RuleField) -> str:
