@@ -428,8 +428,9 @@ def test_killed_daemon_leaves_no_parse_worker_behind(
 def test_poll_parses_in_a_pool_of_its_own_and_stops_it(
     feed_server: FeedServer, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`watcher poll` with parse_workers parses in a pool made for the cycle, then shut down."""
-    feed_server.feed("/once.xml", rss(ITEMS))
+    """`watcher poll` with parse_workers parses in a pool made for the cycle, then shut down;
+    a cycle where every feed answers 304 starts none."""
+    feed_server.feed("/once.xml", rss(ITEMS), etag='"v1"')
     text = write_settings(tmp_path, feed_server, "/once.xml").read_text(encoding="utf-8")
     config = tmp_path / "pool.toml"
     config.write_text(text.replace("[watcher]\n", "[watcher]\nparse_workers = 1\n"), "utf-8")
@@ -442,16 +443,27 @@ def test_poll_parses_in_a_pool_of_its_own_and_stops_it(
         return real_submit(pool, fn, *args, **kwargs)
 
     monkeypatch.setattr(ProcessPoolExecutor, "submit", spy)
+    started: list[int] = []
 
-    async def go() -> tuple[list[PassResult], bool]:
+    class Counted(ProcessPoolExecutor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            started.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(daemon_module, "ProcessPoolExecutor", Counted)
+
+    async def go() -> tuple[list[PassResult], bool, list[str], bool]:
         async with Fetcher(settings.http, settings.rsshub) as fetcher:
             daemon = Daemon(settings, store, fetcher)
             results = await daemon.poll()
-            return results, daemon._parse_pool is None
+            stopped = daemon._parse_pool is None
+            again = await daemon.poll()
+            return results, stopped, [r.outcome for r in again], daemon._pooled
 
-    results, stopped = asyncio.run(go())
+    results, stopped, again, pooled = asyncio.run(go())
     assert (["updated"], 3, True) == ([r.outcome for r in results], store.count_articles(), stopped)
-    assert submitted == ["parse_entries", "write_archive_files"]
+    assert (["not_modified"], False, 1) == (again, pooled, len(started))
+    assert submitted == ["parse_entries", "write_archive_files"]  # none in the 304 cycle
     # The worker's files are the archive's own, byte for byte, flushed and noted as such.
     stored = list(store.iter_articles())
     root = settings.archive_path

@@ -100,6 +100,7 @@ class Daemon:
         self._fetch = self.metrics.instrument_fetch(self.fetch)
         self.server: Server | None = None
         self._parse_pool: ProcessPoolExecutor | None = None
+        self._pooled = False  # passes parse in the pool (started at its first use)
         self._outbox_task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[PassResult]] = set()
         self._recent: dict[str, list[datetime]] = {}  # latest article times, per source
@@ -118,36 +119,48 @@ class Daemon:
             assign_stories=self._assign_stories,
             archive_first_only=self.settings.dedup.archive_first_only,
             enqueue_alerts=self._enqueue_alerts,
-            run_cpu=self._run_cpu if self._parse_pool is not None else run_here,
+            run_cpu=self._run_cpu if self._pooled else run_here,
             forget_stories=self._stories.forget,
             dedup=self.settings.dedup,
-            write_files=self._write_files if self._parse_pool is not None else None,
-            fold_for_rules=self._parse_pool is not None and bool(self._alerting.rules),
+            write_files=self._write_files if self._pooled else None,
+            fold_for_rules=self._pooled and bool(self._alerting.rules),
         )  # fmt: skip
 
     async def _write_files(self, root: Path, planned: list[tuple[Path, bytes]]) -> None:
         """Write a pass's new archive files in the pool: file creation costs CPU too."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._parse_pool, write_archive_files, root, planned)
+        await loop.run_in_executor(self._pool(), write_archive_files, root, planned)
 
     async def _run_cpu(self, func: Callable[..., Parsed], *args: object) -> Parsed:
         """Run a CPU-bound step (parsing a feed) in the pool, so fetches go on meanwhile."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._parse_pool, func, *args)
+        return await loop.run_in_executor(self._pool(), func, *args)
 
-    def _start_parse_pool(self) -> None:
-        if self._parse_pool is not None or not self.parse_workers:
-            return
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            # forkserver, not fork: this process has threads (the store's, the server's).
+    def _use_parse_pool(self) -> bool:
+        """Let passes parse in the pool from now on; False if they did already, or cannot.
+
+        The pool itself starts when a pass first needs it: a `watcher poll` cycle where every
+        feed answers 304 starts no process.
+        """
+        if self._pooled or not self.parse_workers:
+            return False
+        # forkserver, not fork: this process has threads (the store's, the server's).
+        self._pooled = "forkserver" in multiprocessing.get_all_start_methods()
+        return self._pooled
+
+    def _pool(self) -> ProcessPoolExecutor:
+        """The parse pool, started now if it is not running yet."""
+        if self._parse_pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["watcher.pipeline"])
             self._parse_pool = ProcessPoolExecutor(
                 self.parse_workers, mp_context=context, initializer=prepare_worker,
                 initargs=(os.getpid(),),
             )  # fmt: skip
+        return self._parse_pool
 
     def _stop_parse_pool(self) -> None:
+        self._pooled = False
         pool, self._parse_pool = self._parse_pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -187,8 +200,7 @@ class Daemon:
     async def poll(self, names: Iterable[str] | None = None) -> list[PassResult]:
         """One pass now over the named sources (default: every enabled one), due or not."""
         sources = self._select(names)
-        ours = self._parse_pool is None  # a pool for this cycle only (`watcher poll`)
-        self._start_parse_pool()
+        ours = self._use_parse_pool()  # a pool for this cycle only (`watcher poll`)
         try:
             self._repair_archive()
             results = list(await asyncio.gather(*map(self._bounded_pass, sources)))
@@ -286,7 +298,8 @@ class Daemon:
             self._alerting.catch_up()
         except WatcherError as e:  # they stay unchecked: the next start tries again
             log_event(log, logging.ERROR, "rules not caught up", error=str(e))
-        self._start_parse_pool()
+        if self._use_parse_pool():
+            self._pool()  # started before the first passes, not during them
         self._repair_archive()
         self._outbox_task = asyncio.create_task(self.outbox.run())
         flusher = asyncio.create_task(self._flush_archive_every(ARCHIVE_FLUSH_S))
