@@ -43,6 +43,7 @@ _DROP = (
     "canvas", "xmp", "plaintext", "listing", "noembed", "dialog", "portal",
 )  # fmt: skip
 _DROP_TAGS = frozenset(_DROP)
+_DROPPED = "watcher-dropped"  # what an element dropped becomes when only unwrapping can drop it
 # Kept with their (checked) attributes; any other element is unwrapped to its content.
 _ALLOWED = frozenset((
     "a", "abbr", "acronym", "address", "area", "article", "aside", "audio", "b", "bdi", "bdo",
@@ -77,6 +78,11 @@ _URL_INVISIBLE = re.compile(r"[\t\n\r]")
 # needs.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 _CONTROL_BYTES = bytes(c for c in range(0x20) if c not in b"\t\n\r")
+# Character references to those controls, decimal or hex, the semicolon optional as in HTML.
+_CONTROL_REFS = re.compile(
+    rb"&#(?:0*(?:[0-8]|1[124-9]|2[0-9]|3[01])(?![0-9])|[xX]0*(?:[0-8bBcCeEfF]|1[0-9a-fA-F])"
+    rb"(?![0-9a-fA-F]));?"
+)
 _STYLE_UNSAFE = re.compile(
     r"expression|script|behavio|binding|url\s*\(|image-set|@import|\\|/\*|&|<", re.IGNORECASE
 )
@@ -157,7 +163,7 @@ def _clean_tree(
         walk.unwrap -= stripped
         walk.dropped = [e for e in walk.dropped if root in e.iterancestors()]
     for element in walk.dropped:
-        _drop(element)
+        _drop(element, walk)
     if stripped:
         walk.first_image = _first_image(root)
     body = root[0] if len(root) == 1 and not root.text else None
@@ -173,16 +179,24 @@ def _parse(data: bytes) -> lxml.etree._Element | None:
 
 
 def _utf8(html: str) -> bytes | None:
-    """``html`` as UTF-8 without controls or lone surrogates; None when only spaces are left."""
+    """``html`` as UTF-8 without controls, references to them, or lone surrogates; None when
+    only spaces are left."""
     if not html or html.isspace():  # as "not html.strip()", without the copy
         return None
+    data: bytes | None
     try:
-        data = html.encode("utf-8")
+        data = encoded = html.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate
-        return _utf8_without_controls(html)
-    for byte in _CONTROL_BYTES:  # one memchr each: far cheaper than a scan in Python's re
-        if byte in data:
-            return _utf8_without_controls(html)
+        data = _utf8_without_controls(html)
+    else:
+        # one memchr per control: far cheaper than a scan in Python's re
+        if any(byte in encoded for byte in _CONTROL_BYTES):
+            data = _utf8_without_controls(html)
+    if data is not None and b"&#" in data and _CONTROL_REFS.search(data):
+        # libxml2 would decode "&#1;" into the tree, where lxml refuses to move it (a dropped
+        # element's tail) and would write it out: it goes with the raw controls.
+        data = _CONTROL_REFS.sub(b"", data)
+        return data if data.strip() else None
     return data
 
 
@@ -446,18 +460,26 @@ def _empty(element: lxml.etree._Element) -> None:
     element.text = None
 
 
-def _drop(element: lxml.etree._Element) -> None:
+def _drop(element: lxml.etree._Element, walk: _Walk) -> None:
     """Remove ``element`` and its content, keeping the text that follows it."""
     parent = element.getparent()
     if parent is None:
         return
     tail = element.tail
     previous = element.getprevious()
-    if tail:
-        if previous is not None:
-            previous.tail = (previous.tail or "") + tail
-        else:
-            parent.text = (parent.text or "") + tail
+    try:
+        if tail:
+            if previous is not None:
+                previous.tail = (previous.tail or "") + tail
+            else:
+                parent.text = (parent.text or "") + tail
+    except ValueError:  # a character lxml will not set again (U+FFFE): libxml2 moves it
+        _empty(element)
+        element.attrib.clear()
+        element.tag = _DROPPED  # unwrapped with the unknown tags: only its tail is left
+        walk.unwrap.add(_DROPPED)
+        walk.unwrapped += 1
+        return
     parent.remove(element)
 
 
