@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from watcher.dedupe import Signed, sign_articles
 from watcher.models import Article
 from watcher.settings import DedupSettings
 from watcher.store import Store, open_store
-from watcher.stories import StoryAssigner, restory
+from watcher.stories import SPARE_DAYS, StoryAssigner, restory
 
 from .conftest import DATA
 
@@ -151,3 +153,40 @@ def test_signatures_made_while_parsing_are_used_when_their_scheme_matches(
     assert [(a.story_id, a.matched_id) for a in given] == [
         (a.story_id, a.matched_id) for a in resigned
     ]
+
+
+def _daily(day: int, rng: random.Random, text: str | None = None) -> Article:
+    """An article of its own text (600 random CJK characters), published on day ``day``."""
+    body = text or "".join(chr(rng.randrange(0x4E00, 0x9FA5)) for _ in range(600))
+    at = datetime(2026, 1, 1, 12, tzinfo=UTC) + timedelta(days=day)
+    return Article(
+        id=f"d{day}-{len(body)}-{body[:4]}",
+        format="link",
+        title=f"第{day}天",
+        outlet=f"o{day % 3}",
+        published_at=at,
+        body_html=f"<p>{body}</p>",
+        text=body,
+    )
+
+
+def test_days_held_follow_the_window_not_how_long_it_ran(tmp_path: Path) -> None:
+    """Sixty days of articles, one a day, a one-day window: the days held stay few, and an
+    evicted day comes back from the store when an item needs it (its copy joins its story)."""
+    rng = random.Random(5)
+    settings = DedupSettings(window=timedelta(days=1))
+    articles = [_daily(day, rng) for day in range(60)]
+    with stored(tmp_path, articles) as store:
+        assigner = StoryAssigner(store, settings)
+        held = []
+        for article in articles:
+            assigner.assign([article])
+            held.append((len(assigner._days), len(assigner.book)))
+        copy = _daily(3, rng, text=articles[3].text)  # a copy of day 3's, long evicted
+        late = copy.model_copy(update={"id": "copy-of-day-3", "outlet": "other"})
+        store.add_articles([late])
+        [joined] = assigner.assign([late])
+    bound = 2 * 1 + 2 + SPARE_DAYS
+    assert max(days for days, _ in held) <= bound
+    assert max(size for _, size in held) <= bound
+    assert (articles[3].id, articles[3].id) == (joined.story_id, joined.matched_id)

@@ -9,9 +9,10 @@
     restory(store, settings.dedup)                      forget every story, assign all again
 
 The index holds whole UTC days of stored signatures, loaded the first time an article needs
-them and dropped least-recently-used past ``MAX_DAYS``: memory follows the window, not the
-archive, and a restart rebuilds exactly what it needs from the store (nothing is recomputed
-unless the signature scheme changed, which ``restory`` handles).
+them and dropped least-recently-used past the days one article's window spans plus
+``SPARE_DAYS``: memory follows the window, not the archive nor how long the daemon has run,
+and a restart rebuilds exactly what it needs from the store (nothing is recomputed unless the
+signature scheme changed, which ``restory`` handles).
 
 Does not: write the archive, send alerts, or change an article; a stored assignment is final
 until ``restory``.
@@ -33,7 +34,10 @@ from watcher.settings import DedupSettings
 from watcher.store import Store
 from watcher.store.rows import MemberRow, SignatureRow, time_from_key, time_key
 
-MAX_DAYS = 64  # days of signatures held at once; the window needs 2 * window + 1 of them
+SPARE_DAYS = 3
+"""Days held beyond those one article's window spans (2 * window + 1 or 2), so that an item
+a little older than the others reloads nothing. A daemon that held 64 days, as it did, kept
+64 days of every source's signatures (about 2.4 KB each) once it had run that long."""
 BATCH = 500
 log = logging.getLogger("watcher.stories")
 
@@ -125,7 +129,7 @@ class StoryAssigner:
             else:
                 self._load_day(day)
             day += timedelta(days=1)
-        while len(self._days) > max(MAX_DAYS, (last - first).days + 1):
+        while len(self._days) > (last - first).days + 1 + SPARE_DAYS:
             _, ids = self._days.popitem(last=False)
             self.book.forget(ids)
 
