@@ -35,7 +35,8 @@ from watcher.alerts import new_alert
 from watcher.alerts.render import excerpt, marked, squeeze
 from watcher.log import log_event
 from watcher.models import Alert, Article, Highlight, Match, Story, StoryView
-from watcher.rules import CompiledRule, match_story, view_text
+from watcher.plaintext import article_text
+from watcher.rules import CompiledRule, match_story
 from watcher.store import Store
 from watcher.store.rows import StoryReach
 
@@ -58,7 +59,7 @@ def story_view(
         story_id=story_id,
         article_id=article.id,
         title=article.title,
-        text=view_text(article),
+        text=article_text(article),
         link=article.link,
         published_at=article.published_at,
         outlets=reach.outlets or (article.outlet,),

@@ -10,6 +10,8 @@ import re
 
 import lxml.etree
 
+from watcher.models import Article
+
 # A space before block boundaries, so "</p><p>" does not glue two sentences into one word.
 # Plain str.replace on the source: a fifth of a regex's cost, and far cheaper than visiting
 # the tree's nodes from Python. Upper-case tags are rare enough in feeds to be left out.
@@ -34,6 +36,11 @@ def html_to_text(html: str) -> str:
         return _fold(_TAG.sub(" ", html))
     lxml.etree.strip_elements(root, *_INVISIBLE, with_tail=False)
     return _fold(str(_STRING(root)))
+
+
+def article_text(article: Article) -> str:
+    """An article's visible text: the one it carries, else its body's (for matching)."""
+    return article.text or (html_to_text(article.body_html) if article.body_html else "")
 
 
 def _space_blocks(html: str) -> str:

@@ -62,7 +62,7 @@ from watcher.folding import (
     to_simplified,
 )
 from watcher.models import Article, Highlight, Match, RuleField, StoryView
-from watcher.plaintext import html_to_text
+from watcher.plaintext import article_text
 from watcher.settings import RuleSettings
 
 MAX_HIGHLIGHTS = 50
@@ -297,18 +297,13 @@ class _Folded:
         return None if kept is None else (kept, owners)
 
 
-def view_text(article: Article) -> str:
-    """The text of an article as the rules see it (its visible text, else its body's)."""
-    return article.text or (html_to_text(article.body_html) if article.body_html else "")
-
-
 def fold_article(article: Article) -> tuple[str, str]:
     """An article's title and text folded as the rules compare them (``StoryView.folded``).
 
     The costly part of matching (NFKC and OpenCC over the whole text), done where the
     article is parsed when that is another process.
     """
-    return fold_title_text(article.title, view_text(article))
+    return fold_title_text(article.title, article_text(article))
 
 
 def _raw_field(view: StoryView, name: RuleField) -> str:

@@ -31,7 +31,7 @@ from watcher.dedupe.shingles import (
 )
 from watcher.dedupe.text import Boilerplate, matching_text
 from watcher.models import Article
-from watcher.plaintext import html_to_text
+from watcher.plaintext import article_text
 from watcher.settings import DedupSettings
 
 NUM_PERM: Final = 128
@@ -112,8 +112,7 @@ def sign_articles(articles: Sequence[Article], settings: DedupSettings) -> Signe
 
 def matching_input(article: Article) -> tuple[str, str]:
     """The (title, visible text) an article is matched on."""
-    text = article.text or (html_to_text(article.body_html) if article.body_html else "")
-    return article.title, text
+    return article.title, article_text(article)
 
 
 class Signer:
