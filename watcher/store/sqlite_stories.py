@@ -90,12 +90,15 @@ _END_OF_TIME: Final = "\uffff"  # sorts after every published_key
 class ReachCache:
     """The story rows' reaches last written, kept to skip decoding a row's JSON again.
 
+    The stories joined lately are few (a pass touches at most its articles' stories), and a
+    big story's entry is tens of KB: ``size`` entries at most.
+
     An entry is used only while the row still holds exactly the columns it was made from
     (compared as text: a rolled-back pass, or another process, leaves other columns and the
     row is decoded), and is taken out while in use, so a failure half-way leaves none behind.
     """
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 512) -> None:
         self.size = size
         self._entries: OrderedDict[str, tuple[tuple[str, ...], Reach]] = OrderedDict()
 
