@@ -309,15 +309,7 @@ class _Walk:
                 continue
             value = element.get(name) or ""  # a name from keys() has a value
             if kind == _URL:
-                # safe_url's answer without the call for the common case: an http(s) URL with
-                # nothing to strip at its end (it starts with "h") and no tab or newline.
-                if (
-                    value.startswith(_HTTP)
-                    and value[-1] > " "
-                    and "\t" not in value
-                    and "\n" not in value
-                    and "\r" not in value
-                ):
+                if _is_plain_http(value):
                     continue
                 cleaned = self._url(
                     value, media=tag in _MEDIA and name == "src", image=tag == "img"
@@ -345,13 +337,7 @@ class _Walk:
             url, _, size = candidate.strip().partition(" ")
             if not url:
                 continue
-            if not (  # the same shortcut as in attributes()
-                url.startswith(_HTTP)
-                and url[-1] > " "
-                and "\t" not in url
-                and "\n" not in url
-                and "\r" not in url
-            ):
+            if not _is_plain_http(url):
                 safe = self._url(url, media=True, image=True)
                 if safe is None:
                     continue
@@ -380,6 +366,18 @@ class _Walk:
         img.set("referrerpolicy", "no-referrer")
         if self.first_image is None and not src.startswith("data:"):
             self.first_image = src
+
+
+def _is_plain_http(url: str) -> bool:
+    """True for an absolute http(s) URL that ``safe_url`` would return unchanged (nothing to
+    strip at its end, as it starts with "h", and no tab or newline): its answer, uncalled."""
+    return (
+        url.startswith(_HTTP)
+        and url[-1] > " "
+        and "\t" not in url
+        and "\n" not in url
+        and "\r" not in url
+    )
 
 
 def _first_image(root: lxml.etree._Element) -> str | None:
